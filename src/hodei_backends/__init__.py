@@ -1,0 +1,1 @@
+"""Adapters for the ports of hodei_core."""
