@@ -3,6 +3,7 @@
 Importing this package loads only the standard library, attrs and trio.
 """
 
+from ._facade import Hodei
 from ._lifecycle import JOB_TRANSITIONS, WORKER_TRANSITIONS, transition_job, transition_worker
 from ._models import (
     Capacity,
@@ -45,6 +46,7 @@ __all__ = [
     "Capacity",
     "FailureReason",
     "HodeiError",
+    "Hodei",
     "InvalidTransition",
     "Job",
     "JobAlreadyFinished",

@@ -376,12 +376,22 @@ class Run:
     """One execution of a pipeline: one job per step, submitted as dependencies succeed."""
 
     id: str
-    pipeline_id: str
-    tenant: str = DEFAULT_TENANT
+    pipeline: Pipeline  # as it was when the run started: later edits do not change a run
     state: RunState = RunState.RUNNING
     steps: tuple[StepRun, ...] = attrs.field(converter=tuple)
+    cancel_requested: bool = False
     created_at: float = 0.0
     finished_at: float | None = None
+
+    @property
+    def pipeline_id(self) -> str:
+        """The id of the pipeline this run executes."""
+        return self.pipeline.id
+
+    @property
+    def tenant(self) -> str:
+        """The tenant that owns the pipeline."""
+        return self.pipeline.tenant
 
     def step(self, name: str) -> StepRun:
         """The progress of the step called ``name``."""

@@ -129,6 +129,9 @@ class Store(Protocol):
     async def active_jobs(self, worker_id: str) -> list[Job]:
         """The jobs assigned to, running on, or being cancelled on this worker."""
 
+    async def active_by_tenant(self) -> dict[str, int]:
+        """How many jobs each tenant has assigned, running or being cancelled."""
+
     # -- workers --
 
     async def register_worker(
@@ -295,9 +298,12 @@ class ControlPlane(Protocol):
         """Say the worker is alive and runs these ``(job_id, attempt)``; returns the jobs it
         must cancel (including any it runs that are no longer its own) and the drain flag."""
 
-    async def poll(self, worker_id: str, timeout_s: float) -> Instructions:
-        """Wait until jobs are assigned to the worker, or cancels requested, or ``timeout_s``
-        passes; returns them (assigned jobs again if not yet started: the worker dedupes)."""
+    async def poll(
+        self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float
+    ) -> Instructions:
+        """Wait until there are jobs assigned to the worker beyond the ``(job_id, attempt)``
+        pairs it already ``running``, or jobs of those to cancel, or a drain request, or until
+        ``timeout_s`` passes; returns them (empty ``Instructions`` on timeout)."""
 
     async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
         """The worker started this attempt.

@@ -1,0 +1,88 @@
+"""The in-memory event bus: subscriptions in this process, delivered through trio channels."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from hodei_core.events import Event, topic_matches
+
+__all__ = ["MemoryEventBus"]
+
+
+class MemoryEventBus:
+    """An ``EventBus`` for one process.
+
+    Publishing never waits: a subscriber whose buffer (``buffer`` events) is full misses the
+    event, as the bus contract allows. Subscriptions to a literal topic are found by a dict
+    lookup, and patterns with wildcards are filed under their literal prefix (``workers.w1``
+    for ``workers.w1.>``), so a publish costs a few dict lookups whether 10 or 10,000
+    subscriptions are open.
+    """
+
+    def __init__(self, buffer: int = 1024) -> None:
+        self._buffer = buffer
+        self._exact: dict[str, set[trio.MemorySendChannel[Event]]] = {}
+        self._prefixed: dict[str, dict[trio.MemorySendChannel[Event], str]] = {}
+        self.dropped = 0  # events a full subscriber missed; visible to tests and metrics
+
+    def __repr__(self) -> str:
+        n = sum(map(len, self._exact.values())) + sum(map(len, self._prefixed.values()))
+        return f"<MemoryEventBus subscriptions={n}>"
+
+    async def publish(self, event: Event) -> None:
+        """Deliver ``event`` to every matching subscription now."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.publish_nowait(event)
+
+    def publish_nowait(self, event: Event) -> None:
+        """Deliver ``event`` without being an async function (for synchronous callers)."""
+        topic = event.topic
+        exact = self._exact.get(topic)
+        if exact:
+            for channel in exact:
+                self._send(channel, event)
+        if self._prefixed:
+            tokens = topic.split(".")
+            for i in range(len(tokens)):
+                patterns = self._prefixed.get(".".join(tokens[:i]))
+                if patterns:
+                    for channel, pattern in patterns.items():
+                        if topic_matches(pattern, topic):
+                            self._send(channel, event)
+
+    def _send(self, channel: trio.MemorySendChannel[Event], event: Event) -> None:
+        try:
+            channel.send_nowait(event)
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    @asynccontextmanager
+    async def subscribe(self, pattern: str) -> AsyncIterator[trio.abc.ReceiveChannel[Event]]:
+        """Receive the events matching ``pattern`` while the context is open."""
+        send, receive = trio.open_memory_channel[Event](self._buffer)
+        tokens = pattern.split(".")
+        wild = [i for i, t in enumerate(tokens) if t in ("*", ">")]
+        literal = not wild
+        prefix = "" if literal else ".".join(tokens[: wild[0]])
+        if literal:
+            self._exact.setdefault(pattern, set()).add(send)
+        else:
+            self._prefixed.setdefault(prefix, {})[send] = pattern
+        try:
+            async with receive:
+                yield receive
+        finally:
+            if literal:
+                subscribers = self._exact[pattern]
+                subscribers.discard(send)
+                if not subscribers:
+                    del self._exact[pattern]
+            else:
+                patterns = self._prefixed[prefix]
+                del patterns[send]
+                if not patterns:
+                    del self._prefixed[prefix]
+            send.close()

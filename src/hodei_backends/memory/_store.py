@@ -1,0 +1,369 @@
+"""The in-memory store: one process, no durability, the reference for every other store.
+
+Each method runs without a checkpoint between reading and writing, which makes it atomic under
+trio's cooperative scheduling. Indexes (the queue, each worker's active jobs, each tenant's
+counters) are maintained in one place, ``_put``, from the difference between a job's old and new
+values, so no operation can forget one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+
+from hodei_core import (
+    Job,
+    JobState,
+    LogChunk,
+    Pipeline,
+    Run,
+    TenantUsage,
+    Worker,
+    WorkerRegistration,
+    WorkerState,
+    WorkerView,
+)
+from hodei_core import _lifecycle as lifecycle
+from hodei_core.errors import JobNotFound, PipelineNotFound, RunNotFound, WorkerNotFound
+from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
+
+__all__ = ["MemoryStore"]
+
+_checkpoint = trio.lowlevel.checkpoint_if_cancelled
+
+
+@attrs.define
+class _Usage:
+    slots: int = 0
+    cpu: float = 0.0
+    memory_mb: int = 0
+
+
+class _AttemptLog:
+    __slots__ = ("chunks", "in_order", "seqs")
+
+    def __init__(self) -> None:
+        self.chunks: list[LogChunk] = []
+        self.seqs: set[int] = set()
+        self.in_order = True
+
+
+class MemoryStore:
+    """A ``Store`` held in this process's memory. Fast, and gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        # queued job ids by priority, each a FIFO (dicts keep insertion order)
+        self._queues: dict[int, dict[str, None]] = {}
+        self._priorities: list[int] = []  # the keys of _queues, highest first
+        self._active: dict[str, dict[str, None]] = {}
+        self._usage: dict[str, _Usage] = {}
+        self._tenant_queued: Counter[str] = Counter()
+        self._tenant_active: Counter[str] = Counter()
+        self._tenant_recent: dict[str, deque[float]] = {}
+        self._workers: dict[str, Worker] = {}
+        self._worker_names: dict[str, str] = {}
+        self._pipelines: dict[str, Pipeline] = {}
+        self._runs: dict[str, Run] = {}
+        self._logs: dict[tuple[str, int], _AttemptLog] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore jobs={len(self._jobs)} workers={len(self._workers)}>"
+
+    # -- index maintenance --
+
+    def _put(self, before: Job | None, after: Job) -> None:
+        self._jobs[after.id] = after
+        if before is not None and before.state is after.state and before.worker_id == after.worker_id:
+            return
+        if before is not None:
+            self._unindex(before)
+        self._index(after)
+
+    def _index(self, job: Job) -> None:
+        state = job.state
+        if state is JobState.QUEUED:
+            queue = self._queues.get(job.spec.priority)
+            if queue is None:
+                queue = self._queues[job.spec.priority] = {}
+                self._priorities = sorted(self._queues, reverse=True)
+            queue[job.id] = None
+            self._tenant_queued[job.tenant] += 1
+        elif state.is_active and job.worker_id is not None:
+            self._active.setdefault(job.worker_id, {})[job.id] = None
+            usage = self._usage.setdefault(job.worker_id, _Usage())
+            usage.slots += 1
+            usage.cpu += job.spec.resources.cpu
+            usage.memory_mb += job.spec.resources.memory_mb
+            self._tenant_active[job.tenant] += 1
+
+    def _unindex(self, job: Job) -> None:
+        state = job.state
+        if state is JobState.QUEUED:
+            del self._queues[job.spec.priority][job.id]
+            self._tenant_queued[job.tenant] -= 1
+        elif state.is_active and job.worker_id is not None:
+            del self._active[job.worker_id][job.id]
+            usage = self._usage[job.worker_id]
+            usage.slots -= 1
+            usage.cpu -= job.spec.resources.cpu
+            usage.memory_mb -= job.spec.resources.memory_mb
+            self._tenant_active[job.tenant] -= 1
+
+    def _job(self, job_id: str) -> Job:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise JobNotFound(job_id) from None
+
+    # -- jobs --
+
+    async def add_job(self, job: Job, admit: Callable[[TenantUsage], None] | None = None) -> None:
+        await _checkpoint()
+        recent = self._tenant_recent.get(job.tenant)
+        if recent is None:
+            recent = self._tenant_recent[job.tenant] = deque()
+        window_start = job.created_at - RATE_WINDOW_S
+        while recent and recent[0] < window_start:
+            recent.popleft()
+        if admit is not None:
+            admit(
+                TenantUsage(
+                    queued=self._tenant_queued[job.tenant],
+                    running=self._tenant_active[job.tenant],
+                    recent_submissions=tuple(recent),
+                )
+            )
+        recent.append(job.created_at)
+        self._put(None, job)
+
+    async def get_job(self, job_id: str) -> Job:
+        await _checkpoint()
+        return self._job(job_id)
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        await _checkpoint()
+        if query.worker_id is not None and query.states is not None and all(
+            s.is_active for s in query.states
+        ):
+            candidates = [self._jobs[i] for i in self._active.get(query.worker_id, ())]
+        else:
+            candidates = list(self._jobs.values())
+        out = [
+            job
+            for job in candidates
+            if (query.tenant is None or job.tenant == query.tenant)
+            and (query.states is None or job.state in query.states)
+            and (query.worker_id is None or job.worker_id == query.worker_id)
+            and (query.run_id is None or job.run_id == query.run_id)
+        ]
+        return out[query.offset : query.offset + query.limit]
+
+    async def update_job(self, job_id: str, change: Callable[[Job], Job]) -> tuple[Job, Job]:
+        await _checkpoint()
+        before = self._job(job_id)
+        after = change(before)
+        self._put(before, after)
+        return before, after
+
+    async def queued_jobs(self, limit: int) -> list[Job]:
+        await _checkpoint()
+        out: list[Job] = []
+        jobs = self._jobs
+        for priority in self._priorities:
+            for job_id in self._queues[priority]:
+                if len(out) >= limit:
+                    return out
+                out.append(jobs[job_id])
+        return out
+
+    async def assign_jobs(self, assignments: Sequence[Assignment], now: float) -> list[Job]:
+        await _checkpoint()
+        assigned: list[Job] = []
+        views: dict[str, WorkerView | None] = {}
+        for a in assignments:
+            job = self._jobs.get(a.job_id)
+            if job is None or job.state is not JobState.QUEUED or job.attempt != a.attempt:
+                continue
+            if a.worker_id not in views:
+                views[a.worker_id] = self._view(a.worker_id)
+            view = views[a.worker_id]
+            if view is None or not view.fits(job.spec):
+                continue
+            after = lifecycle.assign(job, a.attempt, a.worker_id, now)
+            self._put(job, after)
+            views[a.worker_id] = view.with_job(job.spec)
+            assigned.append(after)
+        return assigned
+
+    async def active_jobs(self, worker_id: str) -> list[Job]:
+        await _checkpoint()
+        return [self._jobs[i] for i in self._active.get(worker_id, ())]
+
+    async def active_by_tenant(self) -> dict[str, int]:
+        await _checkpoint()
+        return {tenant: n for tenant, n in self._tenant_active.items() if n}
+
+    # -- workers --
+
+    def _view(self, worker_id: str) -> WorkerView | None:
+        worker = self._workers.get(worker_id)
+        if worker is None or worker.state is not WorkerState.ONLINE:
+            return None
+        usage = self._usage.get(worker_id)
+        if usage is None:
+            return WorkerView(worker)
+        return WorkerView(worker, usage.slots, usage.cpu, usage.memory_mb)
+
+    def _worker(self, worker_id: str) -> Worker:
+        try:
+            return self._workers[worker_id]
+        except KeyError:
+            raise WorkerNotFound(worker_id) from None
+
+    async def register_worker(
+        self, registration: WorkerRegistration, new_id: str, now: float
+    ) -> tuple[Worker, bool]:
+        await _checkpoint()
+        fields = {
+            "labels": registration.labels,
+            "capacity": registration.capacity,
+            "version": registration.version,
+            "hostname": registration.hostname,
+            "last_heartbeat": now,
+        }
+        existing_id = self._worker_names.get(registration.name)
+        if existing_id is None:
+            worker = Worker(id=new_id, name=registration.name, registered_at=now, **fields)
+            self._workers[new_id] = worker
+            self._worker_names[registration.name] = new_id
+            return worker, True
+        old = self._workers[existing_id]
+        if old.state is WorkerState.ONLINE:
+            worker = attrs.evolve(old, **fields)
+        else:
+            worker = lifecycle.transition_worker(old, WorkerState.ONLINE, **fields)
+        self._workers[existing_id] = worker
+        return worker, False
+
+    async def get_worker(self, worker_id: str) -> Worker:
+        await _checkpoint()
+        return self._worker(worker_id)
+
+    async def list_workers(self) -> list[Worker]:
+        await _checkpoint()
+        return list(self._workers.values())
+
+    async def update_worker(
+        self, worker_id: str, change: Callable[[Worker], Worker]
+    ) -> tuple[Worker, Worker]:
+        await _checkpoint()
+        before = self._worker(worker_id)
+        after = change(before)
+        self._workers[worker_id] = after
+        return before, after
+
+    async def worker_views(self) -> list[WorkerView]:
+        await _checkpoint()
+        views = (self._view(worker_id) for worker_id in self._workers)
+        return [v for v in views if v is not None]
+
+    async def lose_worker(
+        self, worker_id: str, stale_before: float, change: Callable[[Job], Job]
+    ) -> tuple[Worker, list[Job]] | None:
+        await _checkpoint()
+        worker = self._worker(worker_id)
+        if worker.state not in (WorkerState.ONLINE, WorkerState.DRAINING):
+            return None
+        if worker.last_heartbeat >= stale_before:
+            return None
+        changed = [change(self._jobs[i]) for i in self._active.get(worker_id, ())]
+        lost = lifecycle.transition_worker(worker, WorkerState.LOST)
+        self._workers[worker_id] = lost
+        for after in changed:
+            self._put(self._jobs[after.id], after)
+        return lost, changed
+
+    # -- pipelines and runs --
+
+    async def add_pipeline(self, pipeline: Pipeline) -> None:
+        await _checkpoint()
+        self._pipelines[pipeline.id] = pipeline
+
+    async def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        await _checkpoint()
+        try:
+            return self._pipelines[pipeline_id]
+        except KeyError:
+            raise PipelineNotFound(pipeline_id) from None
+
+    async def list_pipelines(self, tenant: str | None = None) -> list[Pipeline]:
+        await _checkpoint()
+        return [p for p in self._pipelines.values() if tenant is None or p.tenant == tenant]
+
+    async def delete_pipeline(self, pipeline_id: str) -> None:
+        await _checkpoint()
+        if self._pipelines.pop(pipeline_id, None) is None:
+            raise PipelineNotFound(pipeline_id)
+
+    async def add_run(self, run: Run, jobs: Sequence[Job]) -> None:
+        await _checkpoint()
+        self._runs[run.id] = run
+        for job in jobs:
+            self._put(None, job)
+
+    async def get_run(self, run_id: str) -> Run:
+        await _checkpoint()
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunNotFound(run_id) from None
+
+    async def list_runs(self, pipeline_id: str | None = None) -> list[Run]:
+        await _checkpoint()
+        return [r for r in self._runs.values() if pipeline_id in (None, r.pipeline_id)]
+
+    async def update_run(
+        self, run_id: str, change: Callable[[Run], tuple[Run, Sequence[Job]]]
+    ) -> tuple[Run, list[Job]]:
+        await _checkpoint()
+        try:
+            before = self._runs[run_id]
+        except KeyError:
+            raise RunNotFound(run_id) from None
+        after, jobs = change(before)
+        self._runs[run_id] = after
+        for job in jobs:
+            self._put(None, job)
+        return after, list(jobs)
+
+    # -- logs --
+
+    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
+        await _checkpoint()
+        log = self._logs.get((job_id, attempt))
+        if log is None:
+            log = self._logs[(job_id, attempt)] = _AttemptLog()
+        for chunk in chunks:
+            if chunk.seq in log.seqs:
+                continue
+            if log.chunks and chunk.seq < log.chunks[-1].seq:
+                log.in_order = False
+            log.seqs.add(chunk.seq)
+            log.chunks.append(chunk)
+
+    async def read_logs(
+        self, job_id: str, attempt: int, from_seq: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        await _checkpoint()
+        log = self._logs.get((job_id, attempt))
+        if log is None:
+            return []
+        if not log.in_order:
+            log.chunks.sort(key=lambda c: c.seq)
+            log.in_order = True
+        out = [c for c in log.chunks if c.seq >= from_seq] if from_seq else list(log.chunks)
+        return out if limit is None else out[:limit]

@@ -1,0 +1,141 @@
+"""Scheduler: places queued jobs on workers with the scheduling policy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import trio
+
+from . import _lifecycle as lifecycle
+from ._context import Context, job_ended
+from ._models import Job, WorkerView
+from ._quota import QuotaManager
+from .events import JobAssigned
+from .ports import Assignment, SchedulingPolicy
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("hodei.scheduler")
+
+
+class Scheduler:
+    """Runs scheduling passes when woken (a submit, freed capacity, a new worker) and every
+    ``interval_s`` as a safety net.
+
+    A pass reads up to ``batch`` queued jobs and the online workers once, lets the policy pick
+    among the workers that fit each job, and writes all the assignments in one store call; the
+    store re-checks each one, so a pass racing another process cannot overfill a worker.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        policy: SchedulingPolicy,
+        quotas: QuotaManager,
+        *,
+        interval_s: float = 1.0,
+        batch: int = 1000,
+        fail_unschedulable: bool = False,
+    ) -> None:
+        self._ctx = ctx
+        self.policy = policy
+        self._quotas = quotas
+        self._interval_s = interval_s
+        self._batch = batch
+        self._fail_unschedulable = fail_unschedulable
+        self._wake = trio.Event()
+        self.passes = 0
+
+    def wake(self) -> None:
+        """Ask for a pass soon. Cheap; many wakes before the pass make one pass."""
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Schedule until cancelled."""
+        task_status.started()
+        while True:
+            with trio.move_on_after(self._interval_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            while await self.schedule_once() >= self._batch:
+                pass  # a full batch was placed: there may be more
+
+    async def schedule_once(self) -> int:
+        """One pass; returns how many jobs were assigned."""
+        self.passes += 1
+        store = self._ctx.store
+        queued = await store.queued_jobs(self._batch)
+        if not queued:
+            return 0
+        views = await store.worker_views()
+        running = await store.active_by_tenant() if self._quotas.limits_running else None
+        assignments = self._plan(queued, views, running)
+        if self._fail_unschedulable:
+            await self._fail_impossible(queued, views, assignments)
+        if not assignments:
+            return 0
+        assigned = await store.assign_jobs(assignments, self._ctx.clock())
+        for job in assigned:
+            assert job.worker_id is not None
+            await self._ctx.bus.publish(JobAssigned(job.id, job.tenant, job.attempt, job.worker_id))
+        return len(assigned)
+
+    def _plan(
+        self, queued: Sequence[Job], views: Sequence[WorkerView], running: dict[str, int] | None
+    ) -> list[Assignment]:
+        by_id = {v.id: v for v in views}
+        # Candidates per kind of job (labels, resources), kept up to date as the pass assigns,
+        # so that a batch of alike jobs filters the workers once rather than once per job.
+        cache: dict[tuple[frozenset[str], object], list[WorkerView]] = {}
+        assignments: list[Assignment] = []
+        for job in queued:
+            spec = job.spec
+            if running is not None:
+                limit = self._quotas.quota(job.tenant).max_running
+                if limit is not None and running.get(job.tenant, 0) >= limit:
+                    continue
+            key = (spec.labels, spec.resources)
+            candidates = cache.get(key)
+            if candidates is None:
+                candidates = cache[key] = [v for v in by_id.values() if v.fits(spec)]
+            if not candidates:
+                continue
+            choice = self.policy.choose(job, candidates)
+            if choice is None:
+                continue
+            current = by_id.get(choice.id)
+            if current is None or current not in candidates:
+                log.error("policy %r chose %r, not one of the candidates", self.policy, choice.id)
+                continue
+            updated = current.with_job(spec)
+            by_id[choice.id] = updated
+            i = candidates.index(current)
+            if updated.fits(spec):
+                candidates[i] = updated
+            else:
+                del candidates[i]
+            for other in [k for k in cache if k != key]:
+                del cache[other]
+            assignments.append(Assignment(job.id, job.attempt, choice.id))
+            if running is not None:
+                running[job.tenant] = running.get(job.tenant, 0) + 1
+        return assignments
+
+    async def _fail_impossible(
+        self, queued: Sequence[Job], views: Sequence[WorkerView], planned: Sequence[Assignment]
+    ) -> None:
+        # Only for a fixed fleet (embedded engines): a job no worker could ever run would
+        # otherwise wait forever.
+        placed = {a.job_id for a in planned}
+        now = self._ctx.clock()
+        workers = await self._ctx.store.list_workers()
+        idle = [WorkerView(w) for w in workers]
+        for job in queued:
+            if job.id in placed or any(v.could_ever_fit(job.spec) for v in idle):
+                continue
+            _, after = await self._ctx.store.update_job(
+                job.id, lambda j: lifecycle.unschedulable(j, now)
+            )
+            await job_ended(self._ctx, after)
+

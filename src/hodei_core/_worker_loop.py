@@ -1,0 +1,213 @@
+"""The worker loop: one piece of code for in-process workers and the HWP agent alike.
+
+It registers, then long-polls the control plane for work, runs each job with the executor (its
+output masked, numbered and sent in batches), reports how it ended, heartbeats, and obeys cancel
+and drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import attrs
+import trio
+
+from ._context import Clock
+from ._masking import SecretMasker
+from ._models import Job, LogChunk, Outcome, Stream, Worker, WorkerRegistration
+from .errors import ExecutorError, JobAlreadyFinished, JobNotFound, StaleAttempt
+from .ports import ControlPlane, Executor, Instructions
+
+__all__ = ["WorkerLoop", "WorkerSettings"]
+
+log = logging.getLogger("hodei.worker")
+
+# What makes the server refuse a report for good: the job is no longer this attempt's.
+_GONE = (StaleAttempt, JobAlreadyFinished, JobNotFound)
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSettings:
+    """How a worker loop paces itself."""
+
+    heartbeat_interval_s: float = 5.0
+    poll_timeout_s: float = 25.0
+    log_batch_bytes: int = 64 * 1024
+    log_flush_interval_s: float = 0.1
+
+
+class _JobLog:
+    """The ``LogSink`` of one attempt: masks, numbers and batches its output."""
+
+    def __init__(self, loop: WorkerLoop, job: Job) -> None:
+        self._loop = loop
+        self._job = job
+        secrets = job.spec.secrets.values()
+        self._maskers = {stream: SecretMasker(secrets) for stream in Stream}
+        self._seq = 0
+        self._pending: list[LogChunk] = []
+        self._pending_bytes = 0
+
+    async def write(self, stream: Stream, data: str) -> None:
+        self._add(stream, self._maskers[stream].feed(data))
+        if self._pending_bytes >= self._loop.settings.log_batch_bytes:
+            await self.flush()
+
+    def _add(self, stream: Stream, data: str) -> None:
+        if data:
+            self._pending.append(LogChunk(self._seq, stream, data, self._loop.clock()))
+            self._seq += 1
+            self._pending_bytes += len(data)
+
+    def take(self) -> list[LogChunk]:
+        chunks, self._pending, self._pending_bytes = self._pending, [], 0
+        return chunks
+
+    async def flush(self) -> None:
+        chunks = self.take()
+        if chunks:
+            job = self._job
+            await self._loop.control.append_logs(self._loop.worker_id, job.id, job.attempt, chunks)
+
+    def close(self) -> list[LogChunk]:
+        """Whatever is still held back, to go with the final report."""
+        for stream, masker in self._maskers.items():
+            self._add(stream, masker.flush())
+        return self.take()
+
+
+@attrs.define
+class _Running:
+    job: Job
+    scope: trio.CancelScope
+    log: _JobLog
+    cancelled: bool = False
+
+
+class WorkerLoop:
+    """Runs one worker against a ``ControlPlane`` with an ``Executor``.
+
+    ``clock`` stamps log chunks with wall-clock time.
+    """
+
+    def __init__(
+        self,
+        control: ControlPlane,
+        executor: Executor,
+        registration: WorkerRegistration,
+        *,
+        settings: WorkerSettings | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.control = control
+        self.executor = executor
+        self.registration = registration
+        self.settings = settings or WorkerSettings()
+        self.clock = clock
+        self.worker: Worker | None = None
+        self._running: dict[str, _Running] = {}
+        self._draining = False
+        self._idle = trio.Event()
+
+    @property
+    def worker_id(self) -> str:
+        """The id the server gave this worker."""
+        assert self.worker is not None, "the worker has not registered yet"
+        return self.worker.id
+
+    @property
+    def running(self) -> list[tuple[str, int]]:
+        """The ``(job_id, attempt)`` pairs this worker runs now."""
+        return [(r.job.id, r.job.attempt) for r in self._running.values()]
+
+    def drain(self) -> None:
+        """Take no new job; return from ``run`` once the running ones have finished."""
+        self._draining = True
+        if not self._running:
+            self._idle.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Worker] = trio.TASK_STATUS_IGNORED) -> None:
+        """Register, then work until drained (or cancelled)."""
+        self.worker = await self.control.register(self.registration)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._heartbeats)
+            nursery.start_soon(self._flush_logs)
+            task_status.started(self.worker)
+            while not self._draining:
+                instructions = await self.control.poll(
+                    self.worker_id, self.running, self.settings.poll_timeout_s
+                )
+                self._obey(instructions, nursery)
+            await self._idle.wait()
+            await self.control.leave(self.worker_id)
+            nursery.cancel_scope.cancel()
+
+    def _obey(self, instructions: Instructions, nursery: trio.Nursery | None) -> None:
+        for job_id in instructions.cancel:
+            running = self._running.get(job_id)
+            if running is not None:
+                running.cancelled = True
+                running.scope.cancel()
+        if instructions.drain:
+            self.drain()
+        for job in instructions.jobs:
+            assert nursery is not None
+            if job.id not in self._running and not self._draining:
+                self._running[job.id] = _Running(job, trio.CancelScope(), _JobLog(self, job))
+                nursery.start_soon(self._run_job, self._running[job.id])
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await trio.sleep(self.settings.heartbeat_interval_s)
+            instructions = await self.control.heartbeat(self.worker_id, self.running)
+            self._obey(attrs.evolve(instructions, jobs=()), None)
+
+    async def _flush_logs(self) -> None:
+        # One task flushes every running job's output on a timer, rather than one per job.
+        while True:
+            await trio.sleep(self.settings.log_flush_interval_s)
+            for running in list(self._running.values()):
+                try:
+                    await running.log.flush()
+                except _GONE:
+                    running.scope.cancel()
+
+    async def _run_job(self, running: _Running) -> None:
+        job = running.job
+        try:
+            await self.control.start(self.worker_id, job.id, job.attempt)
+            outcome = await self._execute(running)
+            await self.control.finish(
+                self.worker_id, job.id, job.attempt, outcome, running.log.close()
+            )
+        except _GONE as exc:
+            log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
+        finally:
+            del self._running[job.id]
+            if self._draining and not self._running:
+                self._idle.set()
+
+    async def _execute(self, running: _Running) -> Outcome:
+        job = running.job
+        timeout = job.spec.timeout_s if job.spec.timeout_s is not None else math.inf
+        with running.scope:
+            with trio.move_on_after(timeout) as deadline:
+                try:
+                    code = await self.executor.run(job, running.log)
+                except ExecutorError as exc:
+                    await running.log.write(Stream.STDERR, f"hodei: {exc}\n")
+                    return Outcome(None, error=str(exc))
+                except Exception as exc:  # a bug in a user's executor must not kill the worker
+                    log.exception("executor failed on job %s", job.id)
+                    await running.log.write(Stream.STDERR, f"hodei: executor error: {exc!r}\n")
+                    return Outcome(None, error=repr(exc))
+                return Outcome(code)
+            if deadline.cancelled_caught:
+                await running.log.write(
+                    Stream.STDERR, f"hodei: timed out after {job.spec.timeout_s:g}s\n"
+                )
+                return Outcome(None, timed_out=True)
+        return Outcome(None, cancelled=True)
+

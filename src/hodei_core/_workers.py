@@ -1,0 +1,164 @@
+"""WorkerManagement: registration, heartbeats, draining, and the reaper of silent workers."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import attrs
+import trio
+
+from . import _lifecycle as lifecycle
+from ._context import Context, check_name, job_ended, new_id
+from ._models import JobState, Worker, WorkerRegistration, WorkerState
+from .events import WorkerDrainRequested, WorkerLost, WorkerRegistered
+from .ports import Instructions
+
+__all__ = ["WorkerManagement"]
+
+
+class WorkerManagement:
+    """Keeps the fleet's records, and tells each worker what to do.
+
+    A worker not heard from for ``lost_after_s`` is marked lost by ``run_reaper``; its jobs go
+    back to the queue with ``attempt + 1`` while retries remain, else fail ``worker_lost``.
+    """
+
+    def __init__(self, ctx: Context, *, lost_after_s: float = 30.0) -> None:
+        self._ctx = ctx
+        self.lost_after_s = lost_after_s
+
+    async def register(self, registration: WorkerRegistration) -> tuple[Worker, bool]:
+        """Create the worker, or update the one with this name; returns it and whether it is new.
+
+        Raises:
+            ValidationError: the name is not usable.
+        """
+        check_name("name", registration.name)
+        worker, created = await self._ctx.store.register_worker(
+            registration, new_id("wrk"), self._ctx.clock()
+        )
+        await self._ctx.bus.publish(WorkerRegistered(worker.id))
+        self._ctx.wake_scheduler()
+        return worker, created
+
+    async def get(self, worker_id: str) -> Worker:
+        """The worker with this id.
+
+        Raises:
+            WorkerNotFound: there is none.
+        """
+        return await self._ctx.store.get_worker(worker_id)
+
+    async def list(self) -> list[Worker]:
+        """Every worker, in the order they first registered."""
+        return await self._ctx.store.list_workers()
+
+    async def heartbeat(
+        self, worker_id: str, running: Collection[tuple[str, int]]
+    ) -> Instructions:
+        """Note that the worker is alive; returns what it must cancel and whether to drain.
+
+        A worker that was marked lost and speaks again is back online; the jobs it still runs
+        were given to others, so it is told to cancel them.
+
+        Raises:
+            WorkerNotFound: there is no such worker.
+        """
+        now = self._ctx.clock()
+
+        def beat(worker: Worker) -> Worker:
+            if worker.state in (WorkerState.LOST, WorkerState.OFFLINE):
+                return lifecycle.transition_worker(worker, WorkerState.ONLINE, last_heartbeat=now)
+            return attrs.evolve(worker, last_heartbeat=now)
+
+        before, after = await self._ctx.store.update_worker(worker_id, beat)
+        if before.state is not after.state:
+            self._ctx.wake_scheduler()
+        return await self.instructions(after, running, include_jobs=False)
+
+    async def instructions(
+        self, worker: Worker, running: Collection[tuple[str, int]], *, include_jobs: bool = True
+    ) -> Instructions:
+        """What ``worker``, which runs ``running`` ``(job_id, attempt)`` pairs, must do now:
+        start the jobs assigned to it that it does not run yet, and cancel the ones it runs that
+        are being cancelled or no longer its own."""
+        active = await self._ctx.store.active_jobs(worker.id)
+        held = dict(running)
+        jobs = []
+        cancel = set()
+        current = set()
+        for job in active:
+            current.add((job.id, job.attempt))
+            if job.state is JobState.CANCELLING:
+                cancel.add(job.id)
+            elif include_jobs and job.state is JobState.ASSIGNED and held.get(job.id) != job.attempt:
+                jobs.append(job)
+        cancel.update(job_id for job_id, attempt in held.items() if (job_id, attempt) not in current)
+        return Instructions(
+            jobs=tuple(jobs),
+            cancel=frozenset(cancel),
+            drain=worker.state is WorkerState.DRAINING,
+        )
+
+    async def drain(self, worker_id: str) -> Worker:
+        """Stop giving the worker new jobs; it finishes what it runs, then goes offline.
+
+        Raises:
+            WorkerNotFound: there is no such worker.
+        """
+
+        def drain(worker: Worker) -> Worker:
+            if worker.state is WorkerState.DRAINING:
+                return worker
+            return lifecycle.transition_worker(worker, WorkerState.DRAINING)
+
+        before, after = await self._ctx.store.update_worker(worker_id, drain)
+        if before is not after:
+            await self._ctx.bus.publish(WorkerDrainRequested(worker_id))
+        return after
+
+    async def leave(self, worker_id: str) -> Worker:
+        """The worker goes offline on purpose.
+
+        Raises:
+            WorkerNotFound: there is no such worker.
+        """
+
+        def leave(worker: Worker) -> Worker:
+            if worker.state is WorkerState.OFFLINE:
+                return worker
+            return lifecycle.transition_worker(worker, WorkerState.OFFLINE)
+
+        _, after = await self._ctx.store.update_worker(worker_id, leave)
+        return after
+
+    async def reap(self) -> list[str]:
+        """Mark every silent worker lost and send its jobs back; returns their ids."""
+        now = self._ctx.clock()
+        stale_before = now - self.lost_after_s
+        lost = []
+        for worker in await self._ctx.store.list_workers():
+            if worker.state not in (WorkerState.ONLINE, WorkerState.DRAINING):
+                continue
+            if worker.last_heartbeat >= stale_before:
+                continue
+            result = await self._ctx.store.lose_worker(
+                worker.id, stale_before, lambda j: lifecycle.lose(j, now)
+            )
+            if result is None:
+                continue  # it spoke up meanwhile
+            _, jobs = result
+            lost.append(worker.id)
+            await self._ctx.bus.publish(WorkerLost(worker.id, tuple(j.id for j in jobs)))
+            for job in jobs:
+                await job_ended(self._ctx, job)
+        return lost
+
+    async def run_reaper(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Reap silent workers until cancelled, checking a few times per ``lost_after_s``."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.lost_after_s / 4)
+            await self.reap()

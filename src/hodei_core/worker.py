@@ -1,0 +1,7 @@
+"""The worker side: the loop every worker runs, and the in-process control plane."""
+
+from ._control_plane import InProcessControlPlane
+from ._masking import MASK, SecretMasker
+from ._worker_loop import WorkerLoop, WorkerSettings
+
+__all__ = ["MASK", "InProcessControlPlane", "SecretMasker", "WorkerLoop", "WorkerSettings"]
