@@ -81,9 +81,9 @@ def _resolve(kind: str, url: str, table: dict[str, Opener[T]], group: str) -> Op
         return opener
     for entry in entry_points(group=group):
         if entry.name == scheme:
-            opener = entry.load()
-            table[scheme] = opener
-            return opener
+            loaded: Opener[T] = entry.load()
+            table[scheme] = loaded
+            return loaded
     if scheme in _EXTRAS:
         raise UnknownScheme(
             f"{kind} scheme {scheme!r} needs an extra: "

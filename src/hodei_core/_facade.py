@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -137,7 +138,7 @@ class Hodei:
         run_id: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         """Jobs matching every filter given, oldest first."""
         query = JobQuery(
             tenant=tenant,
@@ -178,7 +179,7 @@ class Hodei:
 
     async def logs(
         self, job_id: str, *, attempt: int | None = None, from_seq: int = 0
-    ) -> list[LogChunk]:
+    ) -> builtins.list[LogChunk]:
         """The log chunks of an attempt (the current one by default), in order.
 
         Raises:
@@ -233,7 +234,7 @@ class Hodei:
         """The pipeline with this id (raises ``PipelineNotFound``)."""
         return await self.store.get_pipeline(pipeline_id)
 
-    async def list_pipelines(self, *, tenant: str | None = None) -> list[Pipeline]:
+    async def list_pipelines(self, *, tenant: str | None = None) -> builtins.list[Pipeline]:
         """Pipelines, oldest first."""
         return await self.store.list_pipelines(tenant)
 
@@ -272,9 +273,9 @@ class Hodei:
 
     # -- workers --
 
-    async def list_workers(self) -> list[Worker]:
+    async def list_workers(self) -> builtins.list[Worker]:
         """Every worker, in the order they first registered."""
-        return await self.workers.list()
+        return await self.workers.list_all()
 
     async def get_worker(self, worker_id: str) -> Worker:
         """The worker with this id (raises ``WorkerNotFound``)."""

@@ -12,7 +12,15 @@ from typing import Any
 
 import attrs
 
-from ._models import FailureReason, Job, JobState, Outcome, Worker, WorkerState
+from ._models import (
+    FailureReason,
+    Job,
+    JobState,
+    Outcome,
+    Worker,
+    WorkerRegistration,
+    WorkerState,
+)
 from .errors import InvalidTransition, JobAlreadyFinished, StaleAttempt
 
 __all__ = [
@@ -22,6 +30,7 @@ __all__ = [
     "check_fence",
     "finish",
     "lose",
+    "registered",
     "request_cancel",
     "start",
     "transition_job",
@@ -82,6 +91,34 @@ def transition_worker(worker: Worker, to: WorkerState, **changes: Any) -> Worker
     if to not in WORKER_TRANSITIONS[worker.state]:
         raise InvalidTransition("worker", worker.id, worker.state, to)
     return attrs.evolve(worker, state=to, **changes)
+
+
+def registered(
+    worker: Worker | None, registration: WorkerRegistration, new_id: str, now: float
+) -> Worker:
+    """The record of a worker that (re)registers: new with ``new_id``, or ``worker`` updated
+    with what the agent now says about itself, and online either way."""
+    if worker is None:
+        return Worker(
+            id=new_id,
+            name=registration.name,
+            labels=registration.labels,
+            capacity=registration.capacity,
+            version=registration.version,
+            hostname=registration.hostname,
+            last_heartbeat=now,
+            registered_at=now,
+        )
+    if worker.state is not WorkerState.ONLINE:
+        worker = transition_worker(worker, WorkerState.ONLINE)
+    return attrs.evolve(
+        worker,
+        labels=registration.labels,
+        capacity=registration.capacity,
+        version=registration.version,
+        hostname=registration.hostname,
+        last_heartbeat=now,
+    )
 
 
 def check_fence(job: Job, attempt: int, worker_id: str | None = None) -> None:

@@ -14,9 +14,7 @@ class SecretMasker:
     """Replaces every secret in a stream of text by ``***``.
 
     A secret may arrive in pieces, so the last ``len(longest secret) - 1`` characters are held
-    back until more text (or ``flush``) shows whether they start a secret. Any occurrence that
-    starts before the held-back tail lies wholly in the text seen so far, so it is masked before
-    it is let through.
+    back until more text (or ``flush``) shows whether they start a secret.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -30,14 +28,24 @@ class SecretMasker:
         """Masked text that is safe to let through now (possibly empty)."""
         if self._pattern is None:
             return text
-        text = self._pattern.sub(MASK, self._pending + text)
-        if self._hold == 0:
-            return text
-        cut = max(len(text) - self._hold, 0)
-        self._pending = text[cut:]
-        return text[:cut]
+        buffer = self._pending + text
+        cut = max(len(buffer) - self._hold, 0)
+        # Only occurrences starting before the cut are masked now: they lie wholly in the
+        # buffer, so the longest secret starting there is known. Later ones wait for more text.
+        out = []
+        done = 0
+        for match in self._pattern.finditer(buffer):
+            if match.start() >= cut:
+                break
+            out.append(buffer[done : match.start()])
+            out.append(MASK)
+            done = match.end()
+        done_to = max(cut, done)
+        out.append(buffer[done:done_to])
+        self._pending = buffer[done_to:]
+        return "".join(out)
 
     def flush(self) -> str:
-        """The held-back rest, at the end of the stream."""
+        """The held-back rest, masked, at the end of the stream."""
         rest, self._pending = self._pending, ""
-        return rest
+        return self._pattern.sub(MASK, rest) if self._pattern is not None else rest

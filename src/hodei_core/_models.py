@@ -45,6 +45,22 @@ def _str_map(value: Mapping[str, str] | None) -> dict[str, str]:
     return {} if value is None else dict(value)
 
 
+def _labels(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _steps(value: Iterable[Step]) -> tuple[Step, ...]:
+    return tuple(value)
+
+
+def _step_runs(value: Iterable[StepRun]) -> tuple[StepRun, ...]:
+    return tuple(value)
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 # -- jobs ---------------------------------------------------------------------------------------
 
 
@@ -115,7 +131,7 @@ class JobSpec:
     script: str | None = None
     env: dict[str, str] = attrs.field(factory=dict, converter=_str_map)
     secrets: dict[str, str] = attrs.field(factory=dict, converter=_str_map, repr=False)
-    labels: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+    labels: frozenset[str] = attrs.field(factory=frozenset, converter=_labels)
     resources: Resources = Resources()
     timeout_s: float | None = None
     retries: int = 0
@@ -223,7 +239,7 @@ class WorkerRegistration:
     """What an agent says about itself when it registers."""
 
     name: str
-    labels: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+    labels: frozenset[str] = attrs.field(factory=frozenset, converter=_labels)
     capacity: Capacity = Capacity()
     version: str = ""
     hostname: str = ""
@@ -235,7 +251,7 @@ class Worker:
 
     id: str
     name: str
-    labels: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+    labels: frozenset[str] = attrs.field(factory=frozenset, converter=_labels)
     capacity: Capacity = Capacity()
     state: WorkerState = WorkerState.ONLINE
     last_heartbeat: float = 0.0
@@ -305,7 +321,7 @@ class Step:
 
     name: str
     spec: JobSpec
-    depends_on: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
 
 @attrs.frozen(kw_only=True)
@@ -315,7 +331,7 @@ class Pipeline:
     id: str
     tenant: str = DEFAULT_TENANT
     name: str
-    steps: tuple[Step, ...] = attrs.field(converter=tuple)
+    steps: tuple[Step, ...] = attrs.field(converter=_steps)
     created_at: float = 0.0
 
     def step(self, name: str) -> Step:
@@ -378,7 +394,7 @@ class Run:
     id: str
     pipeline: Pipeline  # as it was when the run started: later edits do not change a run
     state: RunState = RunState.RUNNING
-    steps: tuple[StepRun, ...] = attrs.field(converter=tuple)
+    steps: tuple[StepRun, ...] = attrs.field(converter=_step_runs)
     cancel_requested: bool = False
     created_at: float = 0.0
     finished_at: float | None = None

@@ -10,7 +10,7 @@ from ._context import Context, cancel_job, check_name, new_id
 from ._models import DEFAULT_TENANT, Job, Pipeline, Run, Step
 from ._validation import check_pipeline
 from .errors import JobAlreadyFinished
-from .events import RunFinished
+from .events import JobSubmitted, RunFinished
 
 __all__ = ["PipelineManager"]
 
@@ -53,8 +53,7 @@ class PipelineManager:
         pipeline = await self._ctx.store.get_pipeline(pipeline_id)
         run, jobs = runs.begin(pipeline, new_id("run"), self._ctx.clock(), _new_job_id)
         await self._ctx.store.add_run(run, jobs)
-        if jobs:
-            self._ctx.wake_scheduler()
+        await self._queued(jobs)
         await self._announce(run)
         return run
 
@@ -65,8 +64,7 @@ class PipelineManager:
         run, jobs = await self._ctx.store.update_run(
             job.run_id, lambda r: runs.advance(r, job, now, _new_job_id)
         )
-        if jobs:
-            self._ctx.wake_scheduler()
+        await self._queued(jobs)
         await self._announce(run)
 
     async def cancel_run(self, run_id: str) -> Run:
@@ -91,6 +89,12 @@ class PipelineManager:
                 pass  # it ended on its own meanwhile; its result is recorded as it was
         await self._announce(run)
         return await self._ctx.store.get_run(run_id)
+
+    async def _queued(self, jobs: Sequence[Job]) -> None:
+        if jobs:
+            self._ctx.wake_scheduler()
+        for job in jobs:
+            await self._ctx.bus.publish(JobSubmitted(job.id, job.tenant))
 
     async def _announce(self, run: Run) -> None:
         if run.state.is_terminal and run.finished_at is not None:

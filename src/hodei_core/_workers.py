@@ -49,7 +49,7 @@ class WorkerManagement:
         """
         return await self._ctx.store.get_worker(worker_id)
 
-    async def list(self) -> list[Worker]:
+    async def list_all(self) -> list[Worker]:
         """Every worker, in the order they first registered."""
         return await self._ctx.store.list_workers()
 

@@ -4,4 +4,4 @@ from ._control_plane import InProcessControlPlane
 from ._masking import MASK, SecretMasker
 from ._worker_loop import WorkerLoop, WorkerSettings
 
-__all__ = ["MASK", "InProcessControlPlane", "SecretMasker", "WorkerLoop", "WorkerSettings"]
+__all__ = ["InProcessControlPlane", "MASK", "SecretMasker", "WorkerLoop", "WorkerSettings"]

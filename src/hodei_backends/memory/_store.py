@@ -228,24 +228,13 @@ class MemoryStore:
         self, registration: WorkerRegistration, new_id: str, now: float
     ) -> tuple[Worker, bool]:
         await _checkpoint()
-        fields = {
-            "labels": registration.labels,
-            "capacity": registration.capacity,
-            "version": registration.version,
-            "hostname": registration.hostname,
-            "last_heartbeat": now,
-        }
         existing_id = self._worker_names.get(registration.name)
         if existing_id is None:
-            worker = Worker(id=new_id, name=registration.name, registered_at=now, **fields)
+            worker = lifecycle.registered(None, registration, new_id, now)
             self._workers[new_id] = worker
             self._worker_names[registration.name] = new_id
             return worker, True
-        old = self._workers[existing_id]
-        if old.state is WorkerState.ONLINE:
-            worker = attrs.evolve(old, **fields)
-        else:
-            worker = lifecycle.transition_worker(old, WorkerState.ONLINE, **fields)
+        worker = lifecycle.registered(self._workers[existing_id], registration, new_id, now)
         self._workers[existing_id] = worker
         return worker, False
 

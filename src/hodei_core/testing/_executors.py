@@ -31,7 +31,7 @@ class CallableExecutor:
         result = self._fn(job)
         if inspect.isawaitable(result):
             result = await result
-        return int(result)  # type: ignore[arg-type]
+        return int(result)
 
 
 class ManualExecutor:

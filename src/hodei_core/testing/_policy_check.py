@@ -13,7 +13,7 @@ __all__ = ["check_scheduling_policy"]
 
 
 def _random_case(rng: random.Random, n: int) -> tuple[Job, list[WorkerView]]:
-    labels = ["linux", "gpu", "arm", "big"]
+    labels: tuple[str, ...] = ("linux", "gpu", "arm", "big")
     spec = JobSpec(
         command=["true"],
         labels=rng.sample(labels, rng.randint(0, 2)),

@@ -1,0 +1,119 @@
+"""The state machines: every pair of states tried against the transition tables."""
+
+from __future__ import annotations
+
+import itertools
+
+import attrs
+import pytest
+
+from hodei_core import (
+    JOB_TRANSITIONS,
+    WORKER_TRANSITIONS,
+    FailureReason,
+    InvalidTransition,
+    Job,
+    JobAlreadyFinished,
+    JobSpec,
+    JobState,
+    Outcome,
+    StaleAttempt,
+    Worker,
+    WorkerState,
+    transition_job,
+    transition_worker,
+)
+from hodei_core import _lifecycle as lifecycle
+
+SPEC = JobSpec(command=["true"])
+
+
+def job_in(state: JobState, **changes: object) -> Job:
+    return attrs.evolve(Job(id="j", spec=SPEC, worker_id="w"), state=state, **changes)
+
+
+@pytest.mark.parametrize(("src", "dst"), list(itertools.product(JobState, JobState)))
+def test_every_pair_of_job_states(src: JobState, dst: JobState) -> None:
+    job = job_in(src)
+    if dst in JOB_TRANSITIONS[src]:
+        assert transition_job(job, dst).state is dst
+    elif src.is_terminal:
+        with pytest.raises(JobAlreadyFinished):
+            transition_job(job, dst)
+    else:
+        with pytest.raises(InvalidTransition):
+            transition_job(job, dst)
+
+
+@pytest.mark.parametrize(("src", "dst"), list(itertools.product(WorkerState, WorkerState)))
+def test_every_pair_of_worker_states(src: WorkerState, dst: WorkerState) -> None:
+    worker = Worker(id="w", name="w", state=src)
+    if dst in WORKER_TRANSITIONS[src]:
+        assert transition_worker(worker, dst).state is dst
+    else:
+        with pytest.raises(InvalidTransition):
+            transition_worker(worker, dst)
+
+
+def test_terminal_states_lead_nowhere_and_others_can_end() -> None:
+    for state in JobState:
+        assert (not JOB_TRANSITIONS[state]) == state.is_terminal
+    # every non-terminal state has a path to a terminal one
+    for state in JobState:
+        seen, todo = set(), [state]
+        while todo:
+            s = todo.pop()
+            seen.add(s)
+            todo.extend(JOB_TRANSITIONS[s] - seen)
+        assert any(s.is_terminal for s in seen)
+
+
+def test_fencing_refuses_old_attempts_and_other_workers() -> None:
+    job = job_in(JobState.ASSIGNED, attempt=2)
+    with pytest.raises(StaleAttempt):
+        lifecycle.start(job, 1, "w", 0.0)
+    with pytest.raises(StaleAttempt):
+        lifecycle.start(job, 2, "other", 0.0)
+    assert lifecycle.start(job, 2, "w", 5.0).started_at == 5.0
+
+
+def test_finish_is_idempotent_and_retries_requeue() -> None:
+    running = job_in(JobState.RUNNING, spec=JobSpec(command=["x"], retries=1))
+    again = lifecycle.finish(running, 1, "w", Outcome(1), 1.0)
+    assert (again.state, again.attempt, again.worker_id) == (JobState.QUEUED, 2, None)
+    last = job_in(JobState.RUNNING, attempt=2, spec=JobSpec(command=["x"], retries=1))
+    failed = lifecycle.finish(last, 2, "w", Outcome(1), 1.0)
+    assert (failed.state, failed.failure) == (JobState.FAILED, FailureReason.SCRIPT_FAILURE)
+    assert lifecycle.finish(failed, 2, "w", Outcome(1), 2.0) is failed
+
+
+def test_outcomes_map_to_states() -> None:
+    running = job_in(JobState.RUNNING)
+    assert lifecycle.finish(running, 1, "w", Outcome(0), 1).state is JobState.SUCCEEDED
+    timed = lifecycle.finish(running, 1, "w", Outcome(None, timed_out=True), 1)
+    assert (timed.state, timed.failure) == (JobState.TIMED_OUT, FailureReason.TIMEOUT)
+    broken = lifecycle.finish(running, 1, "w", Outcome(None, error="boom"), 1)
+    assert (broken.state, broken.failure) == (JobState.FAILED, FailureReason.INTERNAL)
+    cancelling = lifecycle.request_cancel(running, 1)
+    assert cancelling.state is JobState.CANCELLING
+    # whatever the process did, a job being cancelled ends cancelled
+    assert lifecycle.finish(cancelling, 1, "w", Outcome(0), 2).state is JobState.CANCELLED
+
+
+def test_losing_a_worker_requeues_then_fails() -> None:
+    job = job_in(JobState.RUNNING, spec=JobSpec(command=["x"], retries=1))
+    requeued = lifecycle.lose(job, 1.0)
+    assert (requeued.state, requeued.attempt) == (JobState.QUEUED, 2)
+    last = attrs.evolve(requeued, state=JobState.RUNNING, worker_id="w2")
+    failed = lifecycle.lose(last, 2.0)
+    assert (failed.state, failed.failure) == (JobState.FAILED, FailureReason.WORKER_LOST)
+    assert lifecycle.lose(job_in(JobState.CANCELLING), 1.0).state is JobState.CANCELLED
+
+
+def test_cancel_of_each_live_state() -> None:
+    for state in (JobState.QUEUED, JobState.ASSIGNED):
+        assert lifecycle.request_cancel(job_in(state), 1.0).state is JobState.CANCELLED
+    cancelling = job_in(JobState.CANCELLING)
+    assert lifecycle.request_cancel(cancelling, 1.0) is cancelling
+    with pytest.raises(JobAlreadyFinished):
+        lifecycle.request_cancel(job_in(JobState.SUCCEEDED), 1.0)

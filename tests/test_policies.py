@@ -1,0 +1,59 @@
+"""Scheduling policies: the stock ones pass the checker, and the checker catches bad ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from hodei_core import Job, WorkerView
+from hodei_core.policies import BinPack, FirstFit, LeastLoaded, RoundRobin
+from hodei_core.testing import check_scheduling_policy
+
+
+@pytest.mark.parametrize("policy", [FirstFit(), LeastLoaded(), BinPack(), RoundRobin()])
+def test_stock_policies_keep_the_rules(policy: object) -> None:
+    check_scheduling_policy(policy)  # type: ignore[arg-type]
+
+
+class Outsider:
+    """Chooses a worker it was not offered."""
+
+    def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
+        import attrs
+
+        return attrs.evolve(candidates[0])  # equal, but not one of the candidates
+
+
+class Meddler:
+    def choose(self, job: Job, candidates: list[WorkerView]) -> WorkerView | None:  # type: ignore[override]
+        candidates.reverse()
+        return candidates[0]
+
+
+class Slow:
+    async def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("policy", "complaint"),
+    [
+        (Outsider(), "not one of the candidates"),
+        (Meddler(), "changed the candidates"),
+        (Slow(), "must not be async"),
+        (object(), "no choose"),
+    ],
+)
+def test_checker_catches_broken_policies(policy: object, complaint: str) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        check_scheduling_policy(policy)  # type: ignore[arg-type]
+
+
+def test_round_robin_takes_turns() -> None:
+    from hodei_core import JobSpec, Worker
+
+    views = [WorkerView(Worker(id=f"w{i}", name=f"w{i}")) for i in range(3)]
+    job = Job(id="j", spec=JobSpec(command=["t"]))
+    policy = RoundRobin()
+    assert [policy.choose(job, views).id for _ in range(4)] == ["w0", "w1", "w2", "w0"]  # type: ignore[union-attr]
