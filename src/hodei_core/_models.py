@@ -268,22 +268,21 @@ class WorkerView:
     used_slots: int = 0
     used_cpu: float = 0.0
     used_memory_mb: int = 0
+    # Derived once here, because policies compare them for every candidate of every job.
+    #: Slots not taken by active jobs.
+    free_slots: int = attrs.field(init=False, eq=False, repr=False)
+    #: Fraction of slots in use, 0.0 to 1.0.
+    load: float = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        slots = self.worker.capacity.slots
+        object.__setattr__(self, "free_slots", slots - self.used_slots)
+        object.__setattr__(self, "load", self.used_slots / slots if slots else 1.0)
 
     @property
     def id(self) -> str:
         """The worker's id."""
         return self.worker.id
-
-    @property
-    def free_slots(self) -> int:
-        """Slots not taken by active jobs."""
-        return self.worker.capacity.slots - self.used_slots
-
-    @property
-    def load(self) -> float:
-        """Fraction of slots in use, 0.0 to 1.0."""
-        slots = self.worker.capacity.slots
-        return self.used_slots / slots if slots else 1.0
 
     def fits(self, spec: JobSpec) -> bool:
         """Whether this worker has ``spec``'s labels and room for it right now."""
@@ -297,10 +296,6 @@ class WorkerView:
             capacity.memory_mb is not None
             and self.used_memory_mb + res.memory_mb > capacity.memory_mb
         )
-
-    def could_ever_fit(self, spec: JobSpec) -> bool:
-        """Whether this worker could run ``spec`` when idle."""
-        return attrs.evolve(self, used_slots=0, used_cpu=0.0, used_memory_mb=0).fits(spec)
 
     def with_job(self, spec: JobSpec) -> WorkerView:
         """This view after taking one more job."""

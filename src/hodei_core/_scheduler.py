@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import trio
@@ -37,6 +38,7 @@ class Scheduler:
         interval_s: float = 1.0,
         batch: int = 1000,
         fail_unschedulable: bool = False,
+        coalesce_s: float = 0.001,
     ) -> None:
         self._ctx = ctx
         self.policy = policy
@@ -44,6 +46,7 @@ class Scheduler:
         self._interval_s = interval_s
         self._batch = batch
         self._fail_unschedulable = fail_unschedulable
+        self._coalesce_s = coalesce_s
         self._wake = trio.Event()
         self.passes = 0
 
@@ -54,10 +57,16 @@ class Scheduler:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Schedule until cancelled."""
         task_status.started()
+        last_pass = -math.inf
         while True:
             with trio.move_on_after(self._interval_s):
                 await self._wake.wait()
+            # Under load, wait a moment so that what arrives meanwhile (submissions, freed
+            # slots) is placed in one pass: a pass costs about the same for one job or fifty.
+            # At rest the first job is placed at once.
+            await trio.sleep_until(last_pass + self._coalesce_s)
             self._wake = trio.Event()
+            last_pass = trio.current_time()
             while await self.schedule_once() >= self._batch:
                 pass  # a full batch was placed: there may be more
 
@@ -70,9 +79,10 @@ class Scheduler:
             return 0
         views = await store.worker_views()
         running = await store.active_by_tenant() if self._quotas.limits_running else None
-        assignments = self._plan(queued, views, running)
-        if self._fail_unschedulable:
-            await self._fail_impossible(queued, views, assignments)
+        homeless: list[Job] = []
+        assignments = self._plan(queued, views, running, homeless)
+        if self._fail_unschedulable and homeless:
+            await self._fail_impossible(homeless)
         if not assignments:
             return 0
         assigned = await store.assign_jobs(assignments, self._ctx.clock())
@@ -82,8 +92,14 @@ class Scheduler:
         return len(assigned)
 
     def _plan(
-        self, queued: Sequence[Job], views: Sequence[WorkerView], running: dict[str, int] | None
+        self,
+        queued: Sequence[Job],
+        views: Sequence[WorkerView],
+        running: dict[str, int] | None,
+        homeless: list[Job],
     ) -> list[Assignment]:
+        """The assignments the policy chooses; jobs no online worker has room for go to
+        ``homeless``."""
         by_id = {v.id: v for v in views}
         # Candidates per kind of job (labels, resources), kept up to date as the pass assigns,
         # so that a batch of alike jobs filters the workers once rather than once per job.
@@ -100,6 +116,7 @@ class Scheduler:
             if candidates is None:
                 candidates = cache[key] = [v for v in by_id.values() if v.fits(spec)]
             if not candidates:
+                homeless.append(job)
                 continue
             choice = self.policy.choose(job, candidates)
             if choice is None:
@@ -122,17 +139,13 @@ class Scheduler:
                 running[job.tenant] = running.get(job.tenant, 0) + 1
         return assignments
 
-    async def _fail_impossible(
-        self, queued: Sequence[Job], views: Sequence[WorkerView], planned: Sequence[Assignment]
-    ) -> None:
+    async def _fail_impossible(self, homeless: Sequence[Job]) -> None:
         # Only for a fixed fleet (embedded engines): a job no worker could ever run would
         # otherwise wait forever.
-        placed = {a.job_id for a in planned}
         now = self._ctx.clock()
-        workers = await self._ctx.store.list_workers()
-        idle = [WorkerView(w) for w in workers]
-        for job in queued:
-            if job.id in placed or any(v.could_ever_fit(job.spec) for v in idle):
+        idle = [WorkerView(w) for w in await self._ctx.store.list_workers()]
+        for job in homeless:
+            if any(v.fits(job.spec) for v in idle):
                 continue
             _, after = await self._ctx.store.update_job(
                 job.id, lambda j: lifecycle.unschedulable(j, now)

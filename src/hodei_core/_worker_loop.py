@@ -57,6 +57,8 @@ class _JobLog:
 
     def _add(self, stream: Stream, data: str) -> None:
         if data:
+            if not self._pending:
+                self._loop.logs_waiting.set()
             self._pending.append(LogChunk(self._seq, stream, data, self._loop.clock()))
             self._seq += 1
             self._pending_bytes += len(data)
@@ -110,6 +112,8 @@ class WorkerLoop:
         self._running: dict[str, _Running] = {}
         self._draining = False
         self._idle = trio.Event()
+        #: set when some job has log output waiting to be sent
+        self.logs_waiting = trio.Event()
 
     @property
     def worker_id(self) -> str:
@@ -165,9 +169,12 @@ class WorkerLoop:
             self._obey(attrs.evolve(instructions, jobs=()), None)
 
     async def _flush_logs(self) -> None:
-        # One task flushes every running job's output on a timer, rather than one per job.
+        # One task sends every running job's output, at most one flush interval after it was
+        # written; it sleeps while there is nothing to send.
         while True:
+            await self.logs_waiting.wait()
             await trio.sleep(self.settings.log_flush_interval_s)
+            self.logs_waiting = trio.Event()
             for running in list(self._running.values()):
                 try:
                     await running.log.flush()

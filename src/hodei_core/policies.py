@@ -8,10 +8,15 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 
 from ._models import Job, WorkerView
 
 __all__ = ["BinPack", "FirstFit", "LeastLoaded", "RoundRobin"]
+
+# attrgetter keys: min() over every candidate of every job is the scheduler's inner loop
+_by_load = attrgetter("load")
+_by_free_slots = attrgetter("free_slots")
 
 
 class FirstFit:
@@ -29,10 +34,10 @@ class LeastLoaded:
     """The candidate with the smallest share of its slots in use: spreads work out."""
 
     def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
-        """The least loaded candidate (then the one with most free slots)."""
+        """The least loaded candidate (the first of equals)."""
         if not candidates:
             return None
-        return min(candidates, key=lambda v: (v.used_slots / v.worker.capacity.slots, -v.free_slots))
+        return min(candidates, key=_by_load)
 
     def __repr__(self) -> str:
         return "LeastLoaded()"
@@ -45,7 +50,7 @@ class BinPack:
         """The fullest candidate that still has room."""
         if not candidates:
             return None
-        return min(candidates, key=lambda v: v.free_slots)
+        return min(candidates, key=_by_free_slots)
 
     def __repr__(self) -> str:
         return "BinPack()"

@@ -58,6 +58,8 @@ class MemoryEventBus:
             channel.send_nowait(event)
         except trio.WouldBlock:
             self.dropped += 1
+        except trio.BrokenResourceError:
+            pass  # the subscriber closed its end early; its subscription ends with its context
 
     @asynccontextmanager
     async def subscribe(self, pattern: str) -> AsyncIterator[trio.abc.ReceiveChannel[Event]]:

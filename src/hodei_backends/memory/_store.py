@@ -35,6 +35,11 @@ __all__ = ["MemoryStore"]
 _checkpoint = trio.lowlevel.checkpoint_if_cancelled
 
 
+def _index_key(job: Job) -> tuple[object, ...]:
+    # every field an index depends on: when none changed, the indexes stay as they are
+    return (job.state, job.worker_id, job.spec.priority, job.tenant, job.spec.resources)
+
+
 @attrs.define
 class _Usage:
     slots: int = 0
@@ -61,6 +66,8 @@ class MemoryStore:
         self._priorities: list[int] = []  # the keys of _queues, highest first
         self._active: dict[str, dict[str, None]] = {}
         self._usage: dict[str, _Usage] = {}
+        # WorkerView of each online worker, rebuilt only after its worker or usage changed
+        self._views: dict[str, WorkerView | None] = {}
         self._tenant_queued: Counter[str] = Counter()
         self._tenant_active: Counter[str] = Counter()
         self._tenant_recent: dict[str, deque[float]] = {}
@@ -77,7 +84,7 @@ class MemoryStore:
 
     def _put(self, before: Job | None, after: Job) -> None:
         self._jobs[after.id] = after
-        if before is not None and before.state is after.state and before.worker_id == after.worker_id:
+        if before is not None and _index_key(before) == _index_key(after):
             return
         if before is not None:
             self._unindex(before)
@@ -94,6 +101,7 @@ class MemoryStore:
             self._tenant_queued[job.tenant] += 1
         elif state.is_active and job.worker_id is not None:
             self._active.setdefault(job.worker_id, {})[job.id] = None
+            self._views.pop(job.worker_id, None)
             usage = self._usage.setdefault(job.worker_id, _Usage())
             usage.slots += 1
             usage.cpu += job.spec.resources.cpu
@@ -107,6 +115,7 @@ class MemoryStore:
             self._tenant_queued[job.tenant] -= 1
         elif state.is_active and job.worker_id is not None:
             del self._active[job.worker_id][job.id]
+            self._views.pop(job.worker_id, None)
             usage = self._usage[job.worker_id]
             usage.slots -= 1
             usage.cpu -= job.spec.resources.cpu
@@ -146,15 +155,9 @@ class MemoryStore:
 
     async def list_jobs(self, query: JobQuery) -> list[Job]:
         await _checkpoint()
-        if query.worker_id is not None and query.states is not None and all(
-            s.is_active for s in query.states
-        ):
-            candidates = [self._jobs[i] for i in self._active.get(query.worker_id, ())]
-        else:
-            candidates = list(self._jobs.values())
         out = [
             job
-            for job in candidates
+            for job in self._jobs.values()
             if (query.tenant is None or job.tenant == query.tenant)
             and (query.states is None or job.state in query.states)
             and (query.worker_id is None or job.worker_id == query.worker_id)
@@ -210,13 +213,24 @@ class MemoryStore:
     # -- workers --
 
     def _view(self, worker_id: str) -> WorkerView | None:
+        try:
+            return self._views[worker_id]
+        except KeyError:
+            pass
         worker = self._workers.get(worker_id)
-        if worker is None or worker.state is not WorkerState.ONLINE:
-            return None
-        usage = self._usage.get(worker_id)
-        if usage is None:
-            return WorkerView(worker)
-        return WorkerView(worker, usage.slots, usage.cpu, usage.memory_mb)
+        view = None
+        if worker is not None and worker.state is WorkerState.ONLINE:
+            usage = self._usage.get(worker_id)
+            if usage is None:
+                view = WorkerView(worker)
+            else:
+                view = WorkerView(worker, usage.slots, usage.cpu, usage.memory_mb)
+        self._views[worker_id] = view
+        return view
+
+    def _set_worker(self, worker: Worker) -> None:
+        self._workers[worker.id] = worker
+        self._views.pop(worker.id, None)
 
     def _worker(self, worker_id: str) -> Worker:
         try:
@@ -231,11 +245,11 @@ class MemoryStore:
         existing_id = self._worker_names.get(registration.name)
         if existing_id is None:
             worker = lifecycle.registered(None, registration, new_id, now)
-            self._workers[new_id] = worker
+            self._set_worker(worker)
             self._worker_names[registration.name] = new_id
             return worker, True
         worker = lifecycle.registered(self._workers[existing_id], registration, new_id, now)
-        self._workers[existing_id] = worker
+        self._set_worker(worker)
         return worker, False
 
     async def get_worker(self, worker_id: str) -> Worker:
@@ -252,13 +266,13 @@ class MemoryStore:
         await _checkpoint()
         before = self._worker(worker_id)
         after = change(before)
-        self._workers[worker_id] = after
+        self._set_worker(after)
         return before, after
 
     async def worker_views(self) -> list[WorkerView]:
         await _checkpoint()
-        views = (self._view(worker_id) for worker_id in self._workers)
-        return [v for v in views if v is not None]
+        view = self._view
+        return [v for v in map(view, self._workers) if v is not None]
 
     async def lose_worker(
         self, worker_id: str, stale_before: float, change: Callable[[Job], Job]
@@ -271,7 +285,7 @@ class MemoryStore:
             return None
         changed = [change(self._jobs[i]) for i in self._active.get(worker_id, ())]
         lost = lifecycle.transition_worker(worker, WorkerState.LOST)
-        self._workers[worker_id] = lost
+        self._set_worker(lost)
         for after in changed:
             self._put(self._jobs[after.id], after)
         return lost, changed
