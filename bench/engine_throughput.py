@@ -10,6 +10,7 @@ import gc
 import time
 
 import trio
+import trio.lowlevel
 
 from hodei_backends import open_embedded
 from hodei_core import Job, JobSpec
@@ -52,7 +53,7 @@ async def _measure() -> dict[str, float]:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             t0 = time.perf_counter()
             for _ in range(JOBS):
                 await limiter.acquire()

@@ -46,4 +46,6 @@ def run(repeats: int = 3) -> list[Result]:
         return {"rss": float(out.stdout.strip())}
 
     values = repeat(repeats, once)
-    return [Result("memory store: 100,000 finished jobs, peak RSS", values["rss"], "MB", 300, False)]
+    return [
+        Result("memory store: 100,000 finished jobs, peak RSS", values["rss"], "MB", 300, False)
+    ]

@@ -14,9 +14,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def hodei(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*HODEI, *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run([*HODEI, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_hello_example_succeeds_with_prefixed_output_and_summary() -> None:
@@ -35,8 +33,10 @@ def test_hello_example_succeeds_with_prefixed_output_and_summary() -> None:
         ["package", "succeeded"],
     ]
     # dependencies ran first: the build's output comes before everything else
-    first_of = {name: next(i for i, ln in enumerate(lines) if ln.startswith(name)) for name in
-                ("build", "test-unit", "package")}
+    first_of = {
+        name: next(i for i, ln in enumerate(lines) if ln.startswith(name))
+        for name in ("build", "test-unit", "package")
+    }
     assert first_of["build"] < first_of["test-unit"] < first_of["package"]
 
 

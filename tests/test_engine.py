@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from hodei_backends import MemoryEventBus, MemoryStore, open_embedded
@@ -57,13 +58,10 @@ async def test_failure_records_exit_code(engine: Hodei, manual: ManualExecutor) 
 
 async def test_retries_run_the_job_again(engine: Hodei, manual: ManualExecutor) -> None:
     job = await engine.submit(JobSpec(command=["flaky"], retries=2))
-    for _ in range(2):
-        await manual.started(job.id)
+    for attempt in (1, 2):
+        await manual.started(job.id, attempt)
         manual.finish(job.id, 1)
-        with trio.fail_after(5):
-            while (await engine.get(job.id)).attempt == _ + 1:
-                await trio.sleep(0.01)
-    await manual.started(job.id)
+    await manual.started(job.id, 3)
     manual.finish(job.id, 0)
     job = await engine.wait(job.id)
     assert (job.state, job.attempt) == (JobState.SUCCEEDED, 3)
@@ -260,15 +258,16 @@ async def test_drain_finishes_running_jobs_then_goes_offline(
     for other in later:
         await manual.started(other.id)
         assert (await engine.get(other.id)).worker_id != worker_id
-    manual.finish(job.id)
-    with trio.fail_after(5):
-        while (await engine.get_worker(worker_id)).state is not WorkerState.OFFLINE:
-            await trio.sleep(0.01)
+    async with engine.bus.subscribe(f"workers.{worker_id}.left") as left:
+        manual.finish(job.id)
+        with trio.fail_after(5):
+            await left.receive()
+    assert (await engine.get_worker(worker_id)).state is WorkerState.OFFLINE
 
 
 async def test_callable_executor_sync_and_async() -> None:
     async def slow_ok(job):  # type: ignore[no-untyped-def]
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return 0
 
     for fn in (lambda job: 7, slow_ok):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +28,7 @@ def test_a_secret_cut_anywhere_is_masked(
 ) -> None:
     text = f"{before}{secret}{after}"
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     out = run_masker([secret], pieces)
     assert secret not in out
     assert MASK in out
@@ -35,7 +37,7 @@ def test_a_secret_cut_anywhere_is_masked(
 @given(text=st.text(max_size=200), cuts=st.lists(st.integers(0, 200), max_size=8))
 def test_text_without_secrets_passes_unchanged(text: str, cuts: list[int]) -> None:
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     assert run_masker(["\x00never\x00"], pieces) == text
     assert run_masker([], pieces) == text
 
@@ -58,7 +60,7 @@ def test_no_secret_appears_whole_whatever_the_mix(
         parts += [text, secrets[i % len(secrets)]]
     text = "".join(parts)
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     out = run_masker(secrets, pieces)
     # the same text in one piece gives the same result: cutting changes nothing
     assert out == run_masker(secrets, [text])

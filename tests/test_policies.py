@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import pytest
 
-from hodei_core import Job, WorkerView
+from hodei_core import Job, JobSpec, Worker, WorkerView
 from hodei_core.policies import BinPack, FirstFit, LeastLoaded, RoundRobin
 from hodei_core.testing import check_scheduling_policy
 
@@ -20,8 +21,6 @@ class Outsider:
     """Chooses a worker it was not offered."""
 
     def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
-        import attrs
-
         return attrs.evolve(candidates[0])  # equal, but not one of the candidates
 
 
@@ -51,8 +50,6 @@ def test_checker_catches_broken_policies(policy: object, complaint: str) -> None
 
 
 def test_round_robin_takes_turns() -> None:
-    from hodei_core import JobSpec, Worker
-
     views = [WorkerView(Worker(id=f"w{i}", name=f"w{i}")) for i in range(3)]
     job = Job(id="j", spec=JobSpec(command=["t"]))
     policy = RoundRobin()

@@ -110,9 +110,11 @@ async def test_runs_keep_their_pipeline_after_it_is_deleted(
         await engine.get_pipeline(pipeline.id)
     first = run.step("a").job_id
     assert first is not None
-    manual.finish(first)
-    with trio.fail_after(5):
-        while (second := (await engine.get_run(run.id)).step("b").job_id) is None:
-            await trio.sleep(0.01)
+    async with engine.bus.subscribe("jobs.default.*.submitted") as submitted:
+        manual.finish(first)
+        with trio.fail_after(5):
+            await submitted.receive()
+    second = (await engine.get_run(run.id)).step("b").job_id
+    assert second is not None
     manual.finish(second)
     assert (await engine.wait_run(run.id)).state is RunState.SUCCEEDED

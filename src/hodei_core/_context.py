@@ -37,9 +37,7 @@ def check_name(kind: str, name: str) -> None:
             digits, ``_`` and ``-``.
     """
     if not _NAME.match(name):
-        raise ValidationError(
-            [Problem(kind, f"{name!r} must be 1-64 letters, digits, '_' or '-'")]
-        )
+        raise ValidationError([Problem(kind, f"{name!r} must be 1-64 letters, digits, '_' or '-'")])
 
 
 async def _nothing(job: Job) -> None:

@@ -21,7 +21,9 @@ class InProcessControlPlane:
     assigned, exactly as the HTTP long-poll of the server does.
     """
 
-    def __init__(self, orchestrator: Orchestrator, workers: WorkerManagement, bus: EventBus) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, workers: WorkerManagement, bus: EventBus
+    ) -> None:
         self._orchestrator = orchestrator
         self._workers = workers
         self._bus = bus
@@ -71,5 +73,3 @@ class InProcessControlPlane:
 
     async def leave(self, worker_id: str) -> None:
         await self._workers.leave(worker_id)
-
-

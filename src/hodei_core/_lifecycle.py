@@ -46,9 +46,7 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     # started, or fails (worker lost with no retries left, or the executor could not run it)
     _J.ASSIGNED: frozenset({_J.RUNNING, _J.QUEUED, _J.CANCELLED, _J.FAILED}),
     # a running job ends, or is retried (QUEUED), or asked to stop (CANCELLING)
-    _J.RUNNING: frozenset(
-        {_J.SUCCEEDED, _J.FAILED, _J.TIMED_OUT, _J.QUEUED, _J.CANCELLING}
-    ),
+    _J.RUNNING: frozenset({_J.SUCCEEDED, _J.FAILED, _J.TIMED_OUT, _J.QUEUED, _J.CANCELLING}),
     # whatever the process did after the request, a job being cancelled ends cancelled; a lost
     # worker confirms the cancellation by vanishing
     _J.CANCELLING: frozenset({_J.CANCELLED}),
@@ -178,9 +176,7 @@ def finish(job: Job, attempt: int, worker_id: str | None, outcome: Outcome, now:
         state, reason = JobState.FAILED, FailureReason.SCRIPT_FAILURE
     if job.attempt <= job.spec.retries:
         return _requeue(job)
-    return transition_job(
-        job, state, exit_code=outcome.exit_code, failure=reason, finished_at=now
-    )
+    return transition_job(job, state, exit_code=outcome.exit_code, failure=reason, finished_at=now)
 
 
 def lose(job: Job, now: float) -> Job:
@@ -191,9 +187,7 @@ def lose(job: Job, now: float) -> Job:
         )
     if job.attempt <= job.spec.retries:
         return _requeue(job)
-    return transition_job(
-        job, JobState.FAILED, failure=FailureReason.WORKER_LOST, finished_at=now
-    )
+    return transition_job(job, JobState.FAILED, failure=FailureReason.WORKER_LOST, finished_at=now)
 
 
 def request_cancel(job: Job, now: float) -> Job:
@@ -208,9 +202,7 @@ def request_cancel(job: Job, now: float) -> Job:
         return job
     if job.state is JobState.RUNNING:
         return transition_job(job, JobState.CANCELLING)
-    return transition_job(
-        job, JobState.CANCELLED, failure=FailureReason.CANCELLED, finished_at=now
-    )
+    return transition_job(job, JobState.CANCELLED, failure=FailureReason.CANCELLED, finished_at=now)
 
 
 def unschedulable(job: Job, now: float) -> Job:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from functools import partial
 
@@ -83,10 +84,9 @@ class PipelineManager:
 
         run, _ = await self._ctx.store.update_run(run_id, cancel)
         for job_id in live:
-            try:
+            # a job that ended on its own meanwhile keeps the result it had
+            with contextlib.suppress(JobAlreadyFinished):
                 await cancel_job(self._ctx, job_id)
-            except JobAlreadyFinished:
-                pass  # it ended on its own meanwhile; its result is recorded as it was
         await self._announce(run)
         return await self._ctx.store.get_run(run_id)
 

@@ -94,8 +94,9 @@ def _release(run: Run, now: float, new_job_id: Callable[[], str]) -> tuple[Run, 
                 step=step.name,
             )
             jobs.append(job)
-            step_run = attrs.evolve(step_run, state=StepState.RUNNING, job_id=job.id)
-        steps.append(step_run)
+            steps.append(attrs.evolve(step_run, state=StepState.RUNNING, job_id=job.id))
+        else:
+            steps.append(step_run)
     return _settle(attrs.evolve(run, steps=steps), now), jobs
 
 

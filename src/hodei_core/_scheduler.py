@@ -151,4 +151,3 @@ class Scheduler:
                 job.id, lambda j: lifecycle.unschedulable(j, now)
             )
             await job_ended(self._ctx, after)
-

@@ -217,4 +217,3 @@ class WorkerLoop:
                 )
                 return Outcome(None, timed_out=True)
         return Outcome(None, cancelled=True)
-

@@ -10,7 +10,7 @@ import trio
 from . import _lifecycle as lifecycle
 from ._context import Context, check_name, job_ended, new_id
 from ._models import JobState, Worker, WorkerRegistration, WorkerState
-from .events import WorkerDrainRequested, WorkerLost, WorkerRegistered
+from .events import WorkerDrainRequested, WorkerLeft, WorkerLost, WorkerRegistered
 from .ports import Instructions
 
 __all__ = ["WorkerManagement"]
@@ -53,9 +53,7 @@ class WorkerManagement:
         """Every worker, in the order they first registered."""
         return await self._ctx.store.list_workers()
 
-    async def heartbeat(
-        self, worker_id: str, running: Collection[tuple[str, int]]
-    ) -> Instructions:
+    async def heartbeat(self, worker_id: str, running: Collection[tuple[str, int]]) -> Instructions:
         """Note that the worker is alive; returns what it must cancel and whether to drain.
 
         A worker that was marked lost and speaks again is back online; the jobs it still runs
@@ -91,9 +89,13 @@ class WorkerManagement:
             current.add((job.id, job.attempt))
             if job.state is JobState.CANCELLING:
                 cancel.add(job.id)
-            elif include_jobs and job.state is JobState.ASSIGNED and held.get(job.id) != job.attempt:
+            elif (
+                include_jobs and job.state is JobState.ASSIGNED and held.get(job.id) != job.attempt
+            ):
                 jobs.append(job)
-        cancel.update(job_id for job_id, attempt in held.items() if (job_id, attempt) not in current)
+        cancel.update(
+            job_id for job_id, attempt in held.items() if (job_id, attempt) not in current
+        )
         return Instructions(
             jobs=tuple(jobs),
             cancel=frozenset(cancel),
@@ -129,7 +131,9 @@ class WorkerManagement:
                 return worker
             return lifecycle.transition_worker(worker, WorkerState.OFFLINE)
 
-        _, after = await self._ctx.store.update_worker(worker_id, leave)
+        before, after = await self._ctx.store.update_worker(worker_id, leave)
+        if before is not after:
+            await self._ctx.bus.publish(WorkerLeft(worker_id))
         return after
 
     async def reap(self) -> list[str]:

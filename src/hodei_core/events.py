@@ -6,7 +6,7 @@ Each event has a ``topic`` made of dot-separated tokens, matched by subscription
 - ``jobs.<tenant>.<job_id>.<what>`` for a job's life (``submitted``, ``started``, ``log``,
   ``finished``, ``cancel``),
 - ``workers.<worker_id>.<what>`` for what a worker must hear (``assigned``, ``cancel``,
-  ``drain``) and its own life (``registered``, ``lost``),
+  ``drain``) and its own life (``registered``, ``left``, ``lost``),
 - ``runs.<tenant>.<run_id>.finished`` for pipeline runs,
 - ``sched.wake`` when capacity or work appears, for schedulers in other processes.
 
@@ -31,6 +31,7 @@ __all__ = [
     "RunFinished",
     "SchedulerWake",
     "WorkerDrainRequested",
+    "WorkerLeft",
     "WorkerLost",
     "WorkerRegistered",
     "topic_matches",
@@ -152,6 +153,18 @@ class WorkerDrainRequested:
 
 
 @attrs.frozen
+class WorkerLeft:
+    """A worker went offline on purpose (it drained, or its agent stopped)."""
+
+    worker_id: str
+
+    @property
+    def topic(self) -> str:
+        """``workers.<worker_id>.left``."""
+        return f"workers.{self.worker_id}.left"
+
+
+@attrs.frozen
 class WorkerLost:
     """A worker missed its heartbeats; its jobs went back to the queue or failed."""
 
@@ -197,6 +210,7 @@ Event = (
     | JobCancelRequested
     | WorkerRegistered
     | WorkerDrainRequested
+    | WorkerLeft
     | WorkerLost
     | RunFinished
     | SchedulerWake

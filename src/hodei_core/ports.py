@@ -243,7 +243,9 @@ class EventBus(Protocol):
     async def publish(self, event: Event) -> None:
         """Send ``event`` to every subscription whose pattern matches ``event.topic``."""
 
-    def subscribe(self, pattern: str) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[Event]]:
+    def subscribe(
+        self, pattern: str
+    ) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[Event]]:
         """Receive the events matching ``pattern`` (``*`` one token, trailing ``>`` the rest)
         published while the context is open."""
 

@@ -65,7 +65,7 @@ class Display:
                 part += f" {now - job.started_at:.1f}s"
             parts.append(part)
         self._status = "  ".join(parts)
-        self.out.write("\r\x1b[K" + self._status[: 200])
+        self.out.write("\r\x1b[K" + self._status[:200])
         self.out.flush()
 
     def summary(self, run: Run, jobs: dict[str, Job], elapsed: float) -> None:
@@ -104,4 +104,7 @@ class Display:
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import trio
 
@@ -11,6 +12,8 @@ from .._models import Job, Stream
 from ..ports import LogSink
 
 __all__ = ["CallableExecutor", "ManualExecutor"]
+
+_K = TypeVar("_K")
 
 
 class CallableExecutor:
@@ -37,29 +40,30 @@ class CallableExecutor:
 class ManualExecutor:
     """Jobs that run until the test says how they end: for driving the engine step by step.
 
-    ``await executor.started(job_id)`` waits until a job runs; ``executor.finish(job_id, 0)``
-    ends it with exit code 0 (``output`` is written to its stdout first). Cancellation ends a
-    job as it would a process.
+    ``await executor.started(job_id)`` waits until the job's first attempt runs (pass
+    ``attempt=`` for a later one); ``executor.finish(job_id, 0)`` ends the job's running
+    attempt, or its next one, with exit code 0 (``output`` is written to its stdout first).
+    Cancellation ends a job as it would a process.
     """
 
     def __init__(self) -> None:
-        self._started: dict[str, trio.Event] = {}
+        self._started: dict[tuple[str, int], trio.Event] = {}
         self._results: dict[str, tuple[int, str]] = {}
         self._done: dict[str, trio.Event] = {}
         self.running: set[str] = set()
 
-    def _event(self, table: dict[str, trio.Event], job_id: str) -> trio.Event:
-        event = table.get(job_id)
+    def _event(self, table: dict[_K, trio.Event], key: _K) -> trio.Event:
+        event = table.get(key)
         if event is None:
-            event = table[job_id] = trio.Event()
+            event = table[key] = trio.Event()
         return event
 
-    async def started(self, job_id: str) -> None:
-        """Wait until the job runs."""
-        await self._event(self._started, job_id).wait()
+    async def started(self, job_id: str, attempt: int = 1) -> None:
+        """Wait until that attempt of the job runs (returns at once if it already has)."""
+        await self._event(self._started, (job_id, attempt)).wait()
 
     def finish(self, job_id: str, exit_code: int = 0, output: str = "") -> None:
-        """End the job (now if it runs, else as soon as it starts)."""
+        """End the job's attempt that runs now, or else its next one."""
         self._results[job_id] = (exit_code, output)
         self._event(self._done, job_id).set()
 
@@ -67,7 +71,7 @@ class ManualExecutor:
         """Run until ``finish`` is called for this job."""
         self.running.add(job.id)
         done = self._event(self._done, job.id)
-        self._event(self._started, job.id).set()
+        self._event(self._started, (job.id, job.attempt)).set()
         try:
             await done.wait()
             code, output = self._results.pop(job.id)
@@ -77,4 +81,3 @@ class ManualExecutor:
             return code
         finally:
             self.running.discard(job.id)
-            self._started.pop(job.id, None)

@@ -26,6 +26,7 @@ from ...events import (
     RunFinished,
     SchedulerWake,
     WorkerDrainRequested,
+    WorkerLeft,
     WorkerLost,
     WorkerRegistered,
 )
@@ -78,6 +79,7 @@ def _sample_events() -> list[Event]:
         JobCancelRequested("j1", "team-a", 2, "w1"),
         WorkerRegistered("w1"),
         WorkerDrainRequested("w1"),
+        WorkerLeft("w1"),
         WorkerLost("w1", ("j1", "j2")),
         RunFinished("r1", "team-a", RunState.FAILED),
         SchedulerWake(),
