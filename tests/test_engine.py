@@ -241,7 +241,7 @@ async def test_lost_worker_reports_are_refused_and_it_is_told_to_cancel(
         await trio.sleep(15)
         # back from the dead: its old attempt is fenced off and it must stop the process
         instructions = await hodei.workers.heartbeat(w.id, [(job.id, 1)])
-        assert job.id in instructions.cancel
+        assert (job.id, 1) in instructions.cancel
         with pytest.raises(StaleAttempt):
             await hodei.orchestrator.finish(w.id, job.id, 1, Outcome(0))
 

@@ -65,9 +65,8 @@ async def open_embedded(
             fail_unschedulable=True,
         )
         run_with = executor if executor is not None else SubprocessExecutor()
-        async with trio.open_nursery() as nursery:
+        async with hodei.control_plane() as control, trio.open_nursery() as nursery:
             await nursery.start(hodei.run)
-            control = hodei.control_plane()
             for i in range(1, workers + 1):
                 loop = WorkerLoop(
                     control,

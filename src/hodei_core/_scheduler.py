@@ -77,7 +77,7 @@ class Scheduler:
         queued = await store.queued_jobs(self._batch)
         if not queued:
             return 0
-        views = await store.worker_views()
+        views = await store.worker_views(with_room=True)
         running = await store.active_by_tenant() if self._quotas.limits_running else None
         homeless: list[Job] = []
         assignments = self._plan(queued, views, running, homeless)

@@ -109,7 +109,7 @@ class WorkerLoop:
         self.settings = settings or WorkerSettings()
         self.clock = clock
         self.worker: Worker | None = None
-        self._running: dict[str, _Running] = {}
+        self._running: dict[tuple[str, int], _Running] = {}
         self._draining = False
         self._idle = trio.Event()
         #: set when some job has log output waiting to be sent
@@ -123,8 +123,8 @@ class WorkerLoop:
 
     @property
     def running(self) -> list[tuple[str, int]]:
-        """The ``(job_id, attempt)`` pairs this worker runs now."""
-        return [(r.job.id, r.job.attempt) for r in self._running.values()]
+        """The ``(job_id, attempt)`` pairs this worker runs and has not been told to stop."""
+        return [key for key, r in self._running.items() if not r.cancelled]
 
     def drain(self) -> None:
         """Take no new job; return from ``run`` once the running ones have finished."""
@@ -149,8 +149,8 @@ class WorkerLoop:
             nursery.cancel_scope.cancel()
 
     def _obey(self, instructions: Instructions, nursery: trio.Nursery | None) -> None:
-        for job_id in instructions.cancel:
-            running = self._running.get(job_id)
+        for key in instructions.cancel:
+            running = self._running.get(key)
             if running is not None:
                 running.cancelled = True
                 running.scope.cancel()
@@ -158,9 +158,10 @@ class WorkerLoop:
             self.drain()
         for job in instructions.jobs:
             assert nursery is not None
-            if job.id not in self._running and not self._draining:
-                self._running[job.id] = _Running(job, trio.CancelScope(), _JobLog(self, job))
-                nursery.start_soon(self._run_job, self._running[job.id])
+            key = (job.id, job.attempt)
+            if key not in self._running and not self._draining:
+                running = self._running[key] = _Running(job, trio.CancelScope(), _JobLog(self, job))
+                nursery.start_soon(self._run_job, running)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -192,7 +193,7 @@ class WorkerLoop:
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
         finally:
-            del self._running[job.id]
+            del self._running[job.id, job.attempt]
             if self._draining and not self._running:
                 self._idle.set()
 

@@ -34,10 +34,13 @@ class WorkerManagement:
             ValidationError: the name is not usable.
         """
         check_name("name", registration.name)
-        worker, created = await self._ctx.store.register_worker(
-            registration, new_id("wrk"), self._ctx.clock()
+        now = self._ctx.clock()
+        worker, created, released = await self._ctx.store.register_worker(
+            registration, new_id("wrk"), now, lambda j: lifecycle.lose(j, now)
         )
         await self._ctx.bus.publish(WorkerRegistered(worker.id))
+        for job in released:  # the agent restarted: what it ran before is gone
+            await job_ended(self._ctx, job)
         self._ctx.wake_scheduler()
         return worker, created
 
@@ -78,24 +81,24 @@ class WorkerManagement:
         self, worker: Worker, running: Collection[tuple[str, int]], *, include_jobs: bool = True
     ) -> Instructions:
         """What ``worker``, which runs ``running`` ``(job_id, attempt)`` pairs, must do now:
-        start the jobs assigned to it that it does not run yet, and cancel the ones it runs that
-        are being cancelled or no longer its own."""
+        start the jobs assigned to it that it does not run yet, and stop the ones it runs that
+        are being cancelled or no longer its own.
+
+        Only what the worker does not know yet is said, so that a worker polling in a loop is
+        not woken again and again by the same instruction.
+        """
         active = await self._ctx.store.active_jobs(worker.id)
-        held = dict(running)
+        held = set(running)
         jobs = []
-        cancel = set()
-        current = set()
+        current = {}
         for job in active:
-            current.add((job.id, job.attempt))
-            if job.state is JobState.CANCELLING:
-                cancel.add(job.id)
-            elif (
-                include_jobs and job.state is JobState.ASSIGNED and held.get(job.id) != job.attempt
-            ):
+            key = (job.id, job.attempt)
+            current[key] = job
+            if include_jobs and job.state is JobState.ASSIGNED and key not in held:
                 jobs.append(job)
-        cancel.update(
-            job_id for job_id, attempt in held.items() if (job_id, attempt) not in current
-        )
+        cancel = {
+            key for key in held if key not in current or current[key].state is JobState.CANCELLING
+        }
         return Instructions(
             jobs=tuple(jobs),
             cancel=frozenset(cancel),
@@ -120,21 +123,20 @@ class WorkerManagement:
         return after
 
     async def leave(self, worker_id: str) -> Worker:
-        """The worker goes offline on purpose.
+        """The worker goes offline on purpose; jobs it still had go back to the queue (or fail
+        ``worker_lost`` when their retries are spent), as a lost worker's do.
 
         Raises:
             WorkerNotFound: there is no such worker.
         """
-
-        def leave(worker: Worker) -> Worker:
-            if worker.state is WorkerState.OFFLINE:
-                return worker
-            return lifecycle.transition_worker(worker, WorkerState.OFFLINE)
-
-        before, after = await self._ctx.store.update_worker(worker_id, leave)
-        if before is not after:
-            await self._ctx.bus.publish(WorkerLeft(worker_id))
-        return after
+        now = self._ctx.clock()
+        worker, released = await self._ctx.store.leave_worker(
+            worker_id, lambda j: lifecycle.lose(j, now)
+        )
+        await self._ctx.bus.publish(WorkerLeft(worker_id))
+        for job in released:
+            await job_ended(self._ctx, job)
+        return worker
 
     async def reap(self) -> list[str]:
         """Mark every silent worker lost and send its jobs back; returns their ids."""

@@ -67,10 +67,11 @@ class JobQuery:
 
 @attrs.frozen
 class Instructions:
-    """What the server wants from a worker: jobs to run, jobs to stop, and whether to drain."""
+    """What the server wants from a worker: jobs to run, ``(job_id, attempt)`` pairs to stop,
+    and whether to drain."""
 
     jobs: tuple[Job, ...] = ()
-    cancel: frozenset[str] = frozenset()
+    cancel: frozenset[tuple[str, int]] = frozenset()
     drain: bool = False
 
 
@@ -135,11 +136,19 @@ class Store(Protocol):
     # -- workers --
 
     async def register_worker(
-        self, registration: WorkerRegistration, new_id: str, now: float
-    ) -> tuple[Worker, bool]:
-        """Create the worker named ``registration.name`` with id ``new_id``, or update the one
-        that has that name; either way it is online with ``last_heartbeat=now``. Returns the
-        worker and whether it was created."""
+        self,
+        registration: WorkerRegistration,
+        new_id: str,
+        now: float,
+        release: Callable[[Job], Job],
+    ) -> tuple[Worker, bool, list[Job]]:
+        """Create the worker named ``registration.name`` with id ``new_id`` and
+        ``registered_at=now``, or update the one that has that name (its labels, capacity,
+        version and hostname); either way it is online with ``last_heartbeat=now``.
+
+        An agent registers when it starts, so an existing worker's active jobs are no longer
+        run by anyone: each is replaced by ``release(job)`` in the same atomic step. Returns the
+        worker, whether it was created, and the released jobs."""
 
     async def get_worker(self, worker_id: str) -> Worker:
         """The worker with this id.
@@ -160,8 +169,10 @@ class Store(Protocol):
             WorkerNotFound: there is no such worker.
         """
 
-    async def worker_views(self) -> list[WorkerView]:
-        """Every online worker with what its active jobs use."""
+    async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
+        """Every online worker with what its active jobs use, in the order they registered;
+        with ``with_room``, only those with at least one free slot (what a scheduling pass
+        needs, and on a busy fleet far fewer)."""
 
     async def lose_worker(
         self, worker_id: str, stale_before: float, change: Callable[[Job], Job]
@@ -170,6 +181,16 @@ class Store(Protocol):
         mark it lost and replace each of its active jobs by ``change(job)``, all in one atomic
         step; return the lost worker and the changed jobs. Otherwise change nothing and return
         None.
+
+        Raises:
+            WorkerNotFound: there is no such worker.
+        """
+
+    async def leave_worker(
+        self, worker_id: str, release: Callable[[Job], Job]
+    ) -> tuple[Worker, list[Job]]:
+        """Mark the worker offline (if it is not already) and replace each of its active jobs
+        by ``release(job)``, atomically; returns the worker and the released jobs.
 
         Raises:
             WorkerNotFound: there is no such worker.
@@ -245,9 +266,11 @@ class EventBus(Protocol):
 
     def subscribe(
         self, pattern: str
-    ) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[Event]]:
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
         """Receive the events matching ``pattern`` (``*`` one token, trailing ``>`` the rest)
-        published while the context is open."""
+        published while the context is open, through a trio memory channel (whatever the
+        transport, events reach trio code as a channel it can also poll with
+        ``receive_nowait``)."""
 
 
 @runtime_checkable
@@ -304,8 +327,9 @@ class ControlPlane(Protocol):
         self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float
     ) -> Instructions:
         """Wait until there are jobs assigned to the worker beyond the ``(job_id, attempt)``
-        pairs it already ``running``, or jobs of those to cancel, or a drain request, or until
-        ``timeout_s`` passes; returns them (empty ``Instructions`` on timeout)."""
+        pairs it is ``running``, or some of those to stop, or a drain request, or until
+        ``timeout_s`` passes; returns them (empty ``Instructions`` on timeout). A worker leaves
+        out of ``running`` the attempts it is already stopping."""
 
     async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
         """The worker started this attempt.

@@ -62,7 +62,7 @@ class MemoryEventBus:
             pass  # the subscriber closed its end early; its subscription ends with its context
 
     @asynccontextmanager
-    async def subscribe(self, pattern: str) -> AsyncIterator[trio.abc.ReceiveChannel[Event]]:
+    async def subscribe(self, pattern: str) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
         """Receive the events matching ``pattern`` while the context is open."""
         send, receive = trio.open_memory_channel[Event](self._buffer)
         tokens = pattern.split(".")

@@ -68,6 +68,10 @@ class MemoryStore:
         self._usage: dict[str, _Usage] = {}
         # WorkerView of each online worker, rebuilt only after its worker or usage changed
         self._views: dict[str, WorkerView | None] = {}
+        # online workers with a free slot, so that a scheduling pass on a busy fleet does not
+        # look at every full worker
+        self._roomy: dict[str, None] = {}
+        self._order: dict[str, int] = {}
         self._tenant_queued: Counter[str] = Counter()
         self._tenant_active: Counter[str] = Counter()
         self._tenant_recent: dict[str, deque[float]] = {}
@@ -101,11 +105,11 @@ class MemoryStore:
             self._tenant_queued[job.tenant] += 1
         elif state.is_active and job.worker_id is not None:
             self._active.setdefault(job.worker_id, {})[job.id] = None
-            self._views.pop(job.worker_id, None)
             usage = self._usage.setdefault(job.worker_id, _Usage())
             usage.slots += 1
             usage.cpu += job.spec.resources.cpu
             usage.memory_mb += job.spec.resources.memory_mb
+            self._usage_changed(job.worker_id)
             self._tenant_active[job.tenant] += 1
 
     def _unindex(self, job: Job) -> None:
@@ -115,11 +119,11 @@ class MemoryStore:
             self._tenant_queued[job.tenant] -= 1
         elif state.is_active and job.worker_id is not None:
             del self._active[job.worker_id][job.id]
-            self._views.pop(job.worker_id, None)
             usage = self._usage[job.worker_id]
             usage.slots -= 1
             usage.cpu -= job.spec.resources.cpu
             usage.memory_mb -= job.spec.resources.memory_mb
+            self._usage_changed(job.worker_id)
             self._tenant_active[job.tenant] -= 1
 
     def _job(self, job_id: str) -> Job:
@@ -230,7 +234,21 @@ class MemoryStore:
 
     def _set_worker(self, worker: Worker) -> None:
         self._workers[worker.id] = worker
-        self._views.pop(worker.id, None)
+        self._usage_changed(worker.id)
+
+    def _usage_changed(self, worker_id: str) -> None:
+        self._views.pop(worker_id, None)
+        worker = self._workers.get(worker_id)
+        usage = self._usage.get(worker_id)
+        used = 0 if usage is None else usage.slots
+        if (
+            worker is not None
+            and worker.state is WorkerState.ONLINE
+            and used < worker.capacity.slots
+        ):
+            self._roomy[worker_id] = None
+        else:
+            self._roomy.pop(worker_id, None)
 
     def _worker(self, worker_id: str) -> Worker:
         try:
@@ -239,18 +257,31 @@ class MemoryStore:
             raise WorkerNotFound(worker_id) from None
 
     async def register_worker(
-        self, registration: WorkerRegistration, new_id: str, now: float
-    ) -> tuple[Worker, bool]:
+        self,
+        registration: WorkerRegistration,
+        new_id: str,
+        now: float,
+        release: Callable[[Job], Job],
+    ) -> tuple[Worker, bool, list[Job]]:
         await _checkpoint()
         existing_id = self._worker_names.get(registration.name)
         if existing_id is None:
             worker = lifecycle.registered(None, registration, new_id, now)
-            self._set_worker(worker)
+            self._order[new_id] = len(self._order)
             self._worker_names[registration.name] = new_id
-            return worker, True
+            self._set_worker(worker)
+            return worker, True, []
         worker = lifecycle.registered(self._workers[existing_id], registration, new_id, now)
+        released = self._release(existing_id, release)
         self._set_worker(worker)
-        return worker, False
+        return worker, False, released
+
+    def _release(self, worker_id: str, change: Callable[[Job], Job]) -> list[Job]:
+        # every change is computed before any is stored: if one raises, nothing changed
+        changed = [change(self._jobs[i]) for i in self._active.get(worker_id, ())]
+        for after in changed:
+            self._put(self._jobs[after.id], after)
+        return changed
 
     async def get_worker(self, worker_id: str) -> Worker:
         await _checkpoint()
@@ -269,10 +300,12 @@ class MemoryStore:
         self._set_worker(after)
         return before, after
 
-    async def worker_views(self) -> list[WorkerView]:
+    async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
         await _checkpoint()
         view = self._view
-        return [v for v in map(view, self._workers) if v is not None]
+        # both in registration order
+        ids = sorted(self._roomy, key=self._order.__getitem__) if with_room else self._workers
+        return [v for v in map(view, ids) if v is not None]
 
     async def lose_worker(
         self, worker_id: str, stale_before: float, change: Callable[[Job], Job]
@@ -283,12 +316,21 @@ class MemoryStore:
             return None
         if worker.last_heartbeat >= stale_before:
             return None
-        changed = [change(self._jobs[i]) for i in self._active.get(worker_id, ())]
         lost = lifecycle.transition_worker(worker, WorkerState.LOST)
+        changed = self._release(worker_id, change)
         self._set_worker(lost)
-        for after in changed:
-            self._put(self._jobs[after.id], after)
         return lost, changed
+
+    async def leave_worker(
+        self, worker_id: str, release: Callable[[Job], Job]
+    ) -> tuple[Worker, list[Job]]:
+        await _checkpoint()
+        worker = self._worker(worker_id)
+        if worker.state is not WorkerState.OFFLINE:
+            worker = lifecycle.transition_worker(worker, WorkerState.OFFLINE)
+        released = self._release(worker_id, release)
+        self._set_worker(worker)
+        return worker, released
 
     # -- pipelines and runs --
 

@@ -86,13 +86,13 @@ def _sample_events() -> list[Event]:
     ]
 
 
-async def _receive(channel: trio.abc.ReceiveChannel[Event]) -> Event:
+async def _receive(channel: trio.MemoryReceiveChannel[Event]) -> Event:
     # A broken adapter must fail the test, not hang the whole run.
     with trio.fail_after(RECEIVE_TIMEOUT_S):
         return await channel.receive()
 
 
-async def _assert_next_is(channel: trio.abc.ReceiveChannel[Event], expected: Event) -> None:
+async def _assert_next_is(channel: trio.MemoryReceiveChannel[Event], expected: Event) -> None:
     received = await _receive(channel)
     assert received == expected, f"expected {expected!r}, received {received!r}"
 

@@ -27,6 +27,7 @@ from ._support import (
     _by_id,
     _ids,
     _job,
+    _keep,
     _raises,
     _register,
     _set_worker_state,
@@ -51,7 +52,7 @@ class WorkersContract:
             version="1.2.3",
             hostname="host-a",
         )
-        worker, created = await store.register_worker(registration, "wid-1", _T0 + 1)
+        worker, created, _ = await store.register_worker(registration, "wid-1", _T0 + 1, _keep)
         assert created
         assert worker == Worker(
             id="wid-1",
@@ -77,7 +78,7 @@ class WorkersContract:
             version="2.0",
             hostname="host-b",
         )
-        worker, created = await store.register_worker(registration, "id-other", _T0 + 50)
+        worker, created, _ = await store.register_worker(registration, "id-other", _T0 + 50, _keep)
         assert not created
         assert worker == attrs.evolve(
             first,
@@ -98,8 +99,8 @@ class WorkersContract:
             name = f"w-{state.value}"
             worker = await _register(store, name)
             await _set_worker_state(store, worker.id, state)
-            again, created = await store.register_worker(
-                WorkerRegistration(name=name), "id-new", _T0 + 9
+            again, created, _ = await store.register_worker(
+                WorkerRegistration(name=name), "id-new", _T0 + 9, _keep
             )
             assert not created
             assert again.id == worker.id
@@ -112,7 +113,7 @@ class WorkersContract:
         place."""
         for name in ["c", "a", "b"]:
             await _register(store, name)
-        await store.register_worker(WorkerRegistration(name="c"), "id-again", _T0 + 1)
+        await store.register_worker(WorkerRegistration(name="c"), "id-again", _T0 + 1, _keep)
         assert [w.name for w in await store.list_workers()] == ["c", "a", "b"]
         assert _ids(await store.list_workers()) == ["id-c", "id-a", "id-b"]
 
@@ -180,6 +181,44 @@ class WorkersContract:
             w1.id: WorkerView(w1, used_slots=3, used_cpu=1.75, used_memory_mb=896),
             w2.id: WorkerView(w2),
         }
+
+    async def test_register_worker_again_releases_its_active_jobs(self, store: Store) -> None:
+        """A known name registering again (a restarted agent) has each of its active jobs
+        replaced by ``release(job)`` in the same step; other workers' jobs stay."""
+        w1 = await _register(store, "w1", slots=4, now=_T0)
+        w2 = await _register(store, "w2", slots=4, now=_T0)
+        for job_id, worker in [("a", w1), ("b", w1), ("other", w2)]:
+            await store.add_job(_job(job_id, retries=1))
+            await _assign(store, job_id, worker.id)
+        await _start(store, "b")
+        before = {job.id: job for job in await store.list_jobs(JobQuery())}
+        worker, created, released = await store.register_worker(
+            WorkerRegistration(name="w1"), "id-new", _T0 + 5, lambda j: lose(j, _T0 + 5)
+        )
+        assert (worker.id, created) == (w1.id, False)
+        expected = {i: lose(before[i], _T0 + 5) for i in ["a", "b"]}
+        assert _by_id(released) == expected
+        assert all(job.state is JobState.QUEUED and job.attempt == 2 for job in released)
+        assert await store.active_jobs(w1.id) == []
+        assert await store.get_job("other") == before["other"]
+        assert sorted(_ids(await store.queued_jobs(10))) == ["a", "b"]
+
+    async def test_leave_worker_goes_offline_and_releases_its_jobs(self, store: Store) -> None:
+        """``leave_worker`` marks the worker offline and replaces each of its active jobs by
+        ``release(job)``, atomically; leaving again changes nothing more."""
+        worker = await _register(store, "w1", slots=4, now=_T0)
+        await store.add_job(_job("a"))
+        job = await _assign(store, "a", worker.id)
+        left, released = await store.leave_worker(worker.id, lambda j: lose(j, _T0 + 1))
+        assert left == attrs.evolve(worker, state=WorkerState.OFFLINE)
+        assert await store.get_worker(worker.id) == left
+        assert released == [lose(job, _T0 + 1)]
+        assert released[0].failure is FailureReason.WORKER_LOST
+        assert await store.active_jobs(worker.id) == []
+        assert await store.worker_views() == []
+        assert await store.leave_worker(worker.id, _keep) == (left, [])
+        with _raises(WorkerNotFound):
+            await store.leave_worker("nope", _keep)
 
     # -- lose_worker --
 
@@ -282,3 +321,21 @@ class WorkersContract:
         """``lose_worker`` of an unknown id raises ``WorkerNotFound``."""
         with _raises(WorkerNotFound):
             await store.lose_worker("nope", _T0, lambda j: j)
+
+    async def test_worker_views_with_room_leave_out_full_workers(self, store: Store) -> None:
+        """``with_room`` keeps the online workers that have a free slot, in registration order."""
+        full = await _register(store, "full", slots=1)
+        roomy = await _register(store, "roomy", slots=2)
+        idle = await _register(store, "idle", slots=1)
+        for job_id, worker in [("j1", full), ("j2", roomy)]:
+            await store.add_job(_job(job_id))
+            await _assign(store, job_id, worker.id)
+        views = await store.worker_views(with_room=True)
+        assert [(v.id, v.used_slots) for v in views] == [(roomy.id, 1), (idle.id, 0)]
+        # a finished job frees its slot
+        await store.update_job("j1", lambda j: request_cancel(j, _T0))
+        views = await store.worker_views(with_room=True)
+        assert [v.id for v in views] == [full.id, roomy.id, idle.id]
+        # a worker that is not online has no room, whatever its slots
+        await _set_worker_state(store, idle.id, WorkerState.DRAINING)
+        assert [v.id for v in await store.worker_views(with_room=True)] == [full.id, roomy.id]

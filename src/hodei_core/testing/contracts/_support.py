@@ -127,6 +127,11 @@ def _step_job(run: Run, step: str, created_at: float = _T0) -> Job:
     return _job(f"{run.id}-{step}", created_at, tenant=run.tenant, run_id=run.id, step=step)
 
 
+def _keep(job: Job) -> Job:
+    """A ``release`` that leaves a job as it is (for workers that hold none)."""
+    return job
+
+
 async def _register(
     store: Store,
     name: str,
@@ -141,7 +146,7 @@ async def _register(
     registration = WorkerRegistration(
         name=name, labels=frozenset(labels), capacity=Capacity(slots, cpu, memory_mb)
     )
-    worker, created = await store.register_worker(registration, f"id-{name}", now)
+    worker, created, _ = await store.register_worker(registration, f"id-{name}", now, _keep)
     assert created, f"registering the new name {name!r} did not create a worker"
     return worker
 
