@@ -64,7 +64,13 @@ def _names(value: Iterable[str]) -> tuple[str, ...]:
 # -- jobs ---------------------------------------------------------------------------------------
 
 
-class JobState(enum.Enum):
+class _FastHashEnum(enum.Enum):
+    # Enum hashes its members by name in Python code; members are singletons, so the identity
+    # hash is as good and far cheaper. States are hashed on every job transition.
+    __hash__ = object.__hash__
+
+
+class JobState(_FastHashEnum):
     """Where a job is in its life; see ``hodei_core.JOB_TRANSITIONS`` for the legal moves."""
 
     QUEUED = "queued"
@@ -213,7 +219,7 @@ class LogChunk:
 # -- workers ------------------------------------------------------------------------------------
 
 
-class WorkerState(enum.Enum):
+class WorkerState(_FastHashEnum):
     """A worker's standing; only ``online`` workers are given new jobs."""
 
     ONLINE = "online"
@@ -354,7 +360,7 @@ class RunState(enum.Enum):
         return self.value
 
 
-class StepState(enum.Enum):
+class StepState(_FastHashEnum):
     """Where one step of a run is."""
 
     WAITING = "waiting"

@@ -121,13 +121,13 @@ class Scheduler:
             choice = self.policy.choose(job, candidates)
             if choice is None:
                 continue
-            current = by_id.get(choice.id)
-            if current is None or current not in candidates:
-                log.error("policy %r chose %r, not one of the candidates", self.policy, choice.id)
+            # by identity: comparing views field by field would cost more than the choice itself
+            i = next((n for n, view in enumerate(candidates) if view is choice), -1)
+            if i < 0:
+                log.error("policy %r chose %r, not one of the candidates", self.policy, choice)
                 continue
-            updated = current.with_job(spec)
+            updated = choice.with_job(spec)
             by_id[choice.id] = updated
-            i = candidates.index(current)
             if updated.fits(spec):
                 candidates[i] = updated
             else:

@@ -8,7 +8,6 @@ and drain.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import attrs
@@ -45,13 +44,14 @@ class _JobLog:
         self._loop = loop
         self._job = job
         secrets = job.spec.secrets.values()
-        self._maskers = {stream: SecretMasker(secrets) for stream in Stream}
+        # most jobs have no secrets: their output needs no masker at all
+        self._maskers = {stream: SecretMasker(secrets) for stream in Stream} if secrets else None
         self._seq = 0
         self._pending: list[LogChunk] = []
         self._pending_bytes = 0
 
     async def write(self, stream: Stream, data: str) -> None:
-        self._add(stream, self._maskers[stream].feed(data))
+        self._add(stream, data if self._maskers is None else self._maskers[stream].feed(data))
         if self._pending_bytes >= self._loop.settings.log_batch_bytes:
             await self.flush()
 
@@ -75,7 +75,7 @@ class _JobLog:
 
     def close(self) -> list[LogChunk]:
         """Whatever is still held back, to go with the final report."""
-        for stream, masker in self._maskers.items():
+        for stream, masker in (self._maskers or {}).items():
             self._add(stream, masker.flush())
         return self.take()
 
@@ -199,22 +199,20 @@ class WorkerLoop:
 
     async def _execute(self, running: _Running) -> Outcome:
         job = running.job
-        timeout = job.spec.timeout_s if job.spec.timeout_s is not None else math.inf
+        # One cancel scope serves both the timeout (its deadline) and cancel requests.
+        if job.spec.timeout_s is not None:
+            running.scope.deadline = trio.current_time() + job.spec.timeout_s
         with running.scope:
-            with trio.move_on_after(timeout) as deadline:
-                try:
-                    code = await self.executor.run(job, running.log)
-                except ExecutorError as exc:
-                    await running.log.write(Stream.STDERR, f"hodei: {exc}\n")
-                    return Outcome(None, error=str(exc))
-                except Exception as exc:  # a bug in a user's executor must not kill the worker
-                    log.exception("executor failed on job %s", job.id)
-                    await running.log.write(Stream.STDERR, f"hodei: executor error: {exc!r}\n")
-                    return Outcome(None, error=repr(exc))
-                return Outcome(code)
-            if deadline.cancelled_caught:
-                await running.log.write(
-                    Stream.STDERR, f"hodei: timed out after {job.spec.timeout_s:g}s\n"
-                )
-                return Outcome(None, timed_out=True)
-        return Outcome(None, cancelled=True)
+            try:
+                return Outcome(await self.executor.run(job, running.log))
+            except ExecutorError as exc:
+                await running.log.write(Stream.STDERR, f"hodei: {exc}\n")
+                return Outcome(None, error=str(exc))
+            except Exception as exc:  # a bug in a user's executor must not kill the worker
+                log.exception("executor failed on job %s", job.id)
+                await running.log.write(Stream.STDERR, f"hodei: executor error: {exc!r}\n")
+                return Outcome(None, error=repr(exc))
+        if running.cancelled:
+            return Outcome(None, cancelled=True)
+        await running.log.write(Stream.STDERR, f"hodei: timed out after {job.spec.timeout_s:g}s\n")
+        return Outcome(None, timed_out=True)

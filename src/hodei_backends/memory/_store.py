@@ -36,8 +36,14 @@ _checkpoint = trio.lowlevel.checkpoint_if_cancelled
 
 
 def _index_key(job: Job) -> tuple[object, ...]:
-    # every field an index depends on: when none changed, the indexes stay as they are
-    return (job.state, job.worker_id, job.spec.priority, job.tenant, job.spec.resources)
+    # every field an index depends on: when none changed, the indexes stay as they are (an
+    # assigned job that starts, say, keeps its place in its worker's and tenant's counts)
+    state = job.state
+    if state is JobState.QUEUED:
+        return (state, job.spec.priority, job.tenant)
+    if state.is_active:
+        return (True, job.worker_id, job.tenant, job.spec.resources)
+    return (None,)
 
 
 @attrs.define
