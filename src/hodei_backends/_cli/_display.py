@@ -85,6 +85,7 @@ class Display:
             rows.append((step.name, str(step.state), took, exit_code))
         lines = _table(rows)
         lines.append(f"pipeline {run.pipeline.name}: {run.state} in {elapsed:.2f}s")
+        self._status = ""  # the table replaces the status line
         self._print(["", *lines])
         self.live = False
 
