@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -25,8 +25,9 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
 
 def new_id(prefix: str) -> str:
-    """A fresh random id such as ``job-9f1c0e…``."""
-    return f"{prefix}-{uuid.uuid4().hex[:20]}"
+    """A fresh random id such as ``job-9f1c0e…`` (80 random bits: no collision in practice,
+    and cheaper than a UUID on the submit path)."""
+    return f"{prefix}-{os.urandom(10).hex()}"
 
 
 def check_name(kind: str, name: str) -> None:
