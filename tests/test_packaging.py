@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "hodei_core.worker",
     "hodei_backends",
     "hodei_backends.memory",
+    "hodei_backends.nats",
 ]
 
 

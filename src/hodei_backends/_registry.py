@@ -51,8 +51,20 @@ async def _memory_bus(url: str) -> AsyncIterator[MemoryEventBus]:
     yield MemoryEventBus()
 
 
+def _nats_bus(url: str) -> AbstractAsyncContextManager[EventBus]:
+    try:
+        from .nats import open_nats_bus  # noqa: PLC0415 - nats-py is an optional extra
+    except ModuleNotFoundError as exc:
+        if exc.name != "nats":
+            raise
+        raise UnknownScheme(
+            "bus scheme 'nats' needs an extra: pip install 'hodei-pipelines[nats]'"
+        ) from exc
+    return open_nats_bus(url)
+
+
 _stores: dict[str, Opener[Store]] = {"memory": _memory_store}
-_buses: dict[str, Opener[EventBus]] = {"memory": _memory_bus}
+_buses: dict[str, Opener[EventBus]] = {"memory": _memory_bus, "nats": _nats_bus}
 # schemes whose adapters ship with Hodei but need an extra installed
 _EXTRAS = {
     "sqlite": "sql",
