@@ -296,3 +296,19 @@ async def test_follow_logs_streams_until_the_end(engine: Hodei, manual: ManualEx
     chunks = [c async for c in engine.follow_logs(job.id)]
     assert "".join(c.data for c in chunks) == "one\ntwo\n"
     assert [c.seq for c in chunks] == list(range(len(chunks)))
+
+
+async def test_registering_again_keeps_only_the_jobs_the_agent_still_runs() -> None:
+    hodei = Hodei(store=MemoryStore(), bus=MemoryEventBus())
+    worker, _ = await hodei.workers.register(WorkerRegistration(name="w", capacity=Capacity(2)))
+    kept = await hodei.submit(JobSpec(command=["t"], retries=1))
+    dropped = await hodei.submit(JobSpec(command=["t"], retries=1))
+    await hodei.scheduler.schedule_once()
+    for job in (kept, dropped):
+        await hodei.orchestrator.start(worker.id, job.id, 1)
+    # the server lost track of the agent's token; the agent registers again, still running one
+    again, created = await hodei.workers.register(WorkerRegistration(name="w"), [(kept.id, 1)])
+    assert (again.id, created) == (worker.id, False)
+    assert (await hodei.get(kept.id)).state is JobState.RUNNING
+    requeued = await hodei.get(dropped.id)
+    assert (requeued.state, requeued.attempt) == (JobState.QUEUED, 2)

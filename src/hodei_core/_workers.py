@@ -9,7 +9,7 @@ import trio
 
 from . import _lifecycle as lifecycle
 from ._context import Context, check_name, job_ended, new_id
-from ._models import JobState, Worker, WorkerRegistration, WorkerState
+from ._models import Job, JobState, Worker, WorkerRegistration, WorkerState
 from .events import WorkerDrainRequested, WorkerLeft, WorkerLost, WorkerRegistered
 from .ports import Instructions
 
@@ -27,20 +27,33 @@ class WorkerManagement:
         self._ctx = ctx
         self.lost_after_s = lost_after_s
 
-    async def register(self, registration: WorkerRegistration) -> tuple[Worker, bool]:
+    async def register(
+        self, registration: WorkerRegistration, running: Collection[tuple[str, int]] = ()
+    ) -> tuple[Worker, bool]:
         """Create the worker, or update the one with this name; returns it and whether it is new.
+
+        An agent registers when it starts, and again when the server no longer knows its token;
+        it says which ``(job_id, attempt)`` pairs it still runs. The worker's other active jobs
+        are run by no one any more: they go back to the queue (or fail ``worker_lost``), as a
+        lost worker's do.
 
         Raises:
             ValidationError: the name is not usable.
         """
         check_name("name", registration.name)
         now = self._ctx.clock()
-        worker, created, released = await self._ctx.store.register_worker(
-            registration, new_id("wrk"), now, lambda j: lifecycle.lose(j, now)
+        kept = frozenset(running)
+
+        def release(job: Job) -> Job:
+            return job if (job.id, job.attempt) in kept else lifecycle.lose(job, now)
+
+        worker, created, changed = await self._ctx.store.register_worker(
+            registration, new_id("wrk"), now, release
         )
         await self._ctx.bus.publish(WorkerRegistered(worker.id))
-        for job in released:  # the agent restarted: what it ran before is gone
-            await job_ended(self._ctx, job)
+        for job in changed:
+            if (job.id, job.attempt) not in kept:
+                await job_ended(self._ctx, job)
         self._ctx.wake_scheduler()
         return worker, created
 
