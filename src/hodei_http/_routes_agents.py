@@ -1,0 +1,191 @@
+"""The HWP agent protocol over HTTP: register, heartbeat, long-poll, leave, and the job reports
+(start, logs, finish), each fenced by ``(job_id, attempt)`` and the calling worker.
+
+The long-poll subscribes to the worker's bus topics *before* it reads the store, so that an
+assignment made between the read and the wait still wakes it: it answers within milliseconds of
+``JobAssigned``. The store is read again every few seconds regardless, since the bus may drop
+an event (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import trio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive
+
+from hodei_core.errors import HodeiError, JobNotFound
+from hodei_core.ports import Instructions
+
+from ._api import Api, Endpoint, json_request, own_worker, path_id
+from ._auth import Agent, WorkerCaller
+from ._body import check_query, query_float
+from ._errors import json_response
+from ._requests import (
+    EmptyRequest,
+    FinishRequest,
+    LogsRequest,
+    RegisterRequest,
+    RunningRequest,
+    StartRequest,
+    WireChunk,
+)
+from ._wire import heartbeat_json, instructions_json, job_json, worker_json
+
+__all__ = ["agent_endpoints"]
+
+# How often a waiting long-poll reads the store without having been woken (the bus may drop).
+_RECHECK_S = 5.0
+
+
+async def register(api: Api, request: Request, caller: Agent) -> Response:
+    """``POST /api/v1/workers``: create the worker (201) or update the one with this name (200);
+    returns its token and the pace to keep."""
+    check_query(request, ())
+    body = await json_request(api, request, RegisterRequest)
+    worker, created = await api.hodei.workers.register(body.registration(), body.pairs())
+    answer = {
+        "worker": worker_json(worker),
+        "token": api.auth.worker_token(worker.id),
+        "heartbeat_interval_s": api.settings.heartbeat_interval_s,
+        "poll_wait_s": api.settings.poll_wait_s,
+        "lost_after_s": api.settings.lost_after_s,
+    }
+    location = {"Location": f"/api/v1/workers/{worker.id}"}
+    return json_response(answer, 201 if created else 200, location)
+
+
+async def heartbeat(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/workers/{id}/heartbeat``: alive, running these → what to stop, drain?"""
+    worker_id = own_worker(request, caller)
+    check_query(request, ())
+    body = await json_request(api, request, RunningRequest, optional=True)
+    instructions = await api.hodei.workers.heartbeat(worker_id, body.pairs())
+    return json_response(heartbeat_json(instructions, api.settings.heartbeat_interval_s))
+
+
+async def _instructions(
+    api: Api, worker_id: str, running: Sequence[tuple[str, int]], wait_s: float
+) -> Instructions | None:
+    workers = api.hodei.workers
+    async with api.hodei.bus.subscribe(f"workers.{worker_id}.>") as inbox:
+        deadline = trio.current_time() + wait_s
+        while True:
+            # what arrived before this read only says "look again", which this read does
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    inbox.receive_nowait()
+            worker = await workers.get(worker_id)
+            instructions = await workers.instructions(worker, running)
+            if instructions.jobs or instructions.cancel or instructions.drain:
+                return instructions
+            now = trio.current_time()
+            if now >= deadline:
+                return None
+            with trio.move_on_at(min(deadline, now + _RECHECK_S)):
+                await inbox.receive()
+
+
+async def _until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()  # nobody is waiting for the answer any more
+
+
+async def poll(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/workers/{id}/poll?wait=25``: 200 with instructions as soon as there are
+    any, else 204 after ``wait`` seconds (at most ``Api.max_wait_s``)."""
+    worker_id = own_worker(request, caller)
+    check_query(request, ("wait",))
+    wait_s = min(query_float(request, "wait", api.settings.poll_wait_s, 0, 1e9), api.max_wait_s)
+    body = await json_request(api, request, RunningRequest, optional=True)
+    found: Instructions | None = None
+    error: HodeiError | None = None
+    api.metrics.polls_waiting += 1
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_disconnect, request.receive, nursery.cancel_scope)
+            try:
+                found = await _instructions(api, worker_id, body.pairs(), wait_s)
+            except HodeiError as exc:  # raised outside the nursery: no exception group
+                error = exc
+            nursery.cancel_scope.cancel()
+    finally:
+        api.metrics.polls_waiting -= 1
+    if error is not None:
+        raise error
+    if found is None:
+        return Response(status_code=204)
+    return json_response(instructions_json(found))
+
+
+async def leave(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/workers/{id}/leave``: the worker goes offline on purpose; jobs it still
+    had go back to the queue."""
+    worker_id = own_worker(request, caller)
+    check_query(request, ())
+    await json_request(api, request, EmptyRequest, optional=True)
+    return json_response(worker_json(await api.hodei.workers.leave(worker_id)))
+
+
+def _observe_log_lag(api: Api, chunks: Sequence[WireChunk]) -> None:
+    now = api.hodei.clock()
+    for chunk in chunks:
+        if chunk.ts > 0:
+            api.metrics.log_lag.observe(now - chunk.ts)
+
+
+async def start(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/jobs/{id}/start``: ``{attempt}`` → the job, running; 409 when stale."""
+    check_query(request, ())
+    job_id = path_id(request, JobNotFound)
+    body = await json_request(api, request, StartRequest)
+    before = api.hodei.clock()
+    job = await api.hodei.orchestrator.start(caller.worker_id, job_id, body.attempt)
+    # a resend of the start leaves the job as it was: count each start once
+    if job.started_at is not None and job.started_at >= before:
+        if job.assigned_at is not None:
+            api.metrics.dispatch_latency.observe(job.assigned_at - job.created_at)
+        api.metrics.start_latency.observe(job.started_at - job.created_at)
+    return json_response(job_json(job))
+
+
+async def append_logs(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/jobs/{id}/logs``: ``{attempt, chunks}``; a resent ``seq`` is ignored."""
+    check_query(request, ())
+    job_id = path_id(request, JobNotFound)
+    body = await json_request(api, request, LogsRequest, nul_ok=True)
+    chunks = [c.chunk() for c in body.chunks]
+    await api.hodei.orchestrator.append_logs(caller.worker_id, job_id, body.attempt, chunks)
+    _observe_log_lag(api, body.chunks)
+    return json_response({"job_id": job_id, "attempt": body.attempt, "received": len(chunks)})
+
+
+async def finish(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/jobs/{id}/finish``: how the attempt ended, with its last log chunks."""
+    check_query(request, ())
+    job_id = path_id(request, JobNotFound)
+    body = await json_request(api, request, FinishRequest, nul_ok=True)
+    chunks = [c.chunk() for c in body.log_chunks]
+    job = await api.hodei.orchestrator.finish(
+        caller.worker_id, job_id, body.attempt, body.outcome(), chunks
+    )
+    _observe_log_lag(api, body.log_chunks)
+    return json_response(job_json(job))
+
+
+def agent_endpoints() -> list[Endpoint]:
+    """The endpoints of this module."""
+    w = (WorkerCaller,)
+    return [
+        Endpoint("/api/v1/workers", "POST", register, (Agent,)),
+        Endpoint("/api/v1/workers/{id}/heartbeat", "POST", heartbeat, w),
+        Endpoint("/api/v1/workers/{id}/poll", "POST", poll, w),
+        Endpoint("/api/v1/workers/{id}/leave", "POST", leave, w),
+        Endpoint("/api/v1/jobs/{id}/start", "POST", start, w),
+        Endpoint("/api/v1/jobs/{id}/logs", "POST", append_logs, w),
+        Endpoint("/api/v1/jobs/{id}/finish", "POST", finish, w),
+    ]
