@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "hodei_backends",
     "hodei_backends.memory",
     "hodei_backends.nats",
+    "hodei_backends.sql",
 ]
 
 

@@ -63,7 +63,23 @@ def _nats_bus(url: str) -> AbstractAsyncContextManager[EventBus]:
     return open_nats_bus(url)
 
 
-_stores: dict[str, Opener[Store]] = {"memory": _memory_store}
+def _sql_store(url: str) -> AbstractAsyncContextManager[Store]:
+    try:
+        from .sql import open_sql_store  # noqa: PLC0415 - keep `import hodei_backends` light
+    except ImportError as exc:
+        scheme = url.partition("://")[0]
+        raise UnknownScheme(
+            f"store scheme {scheme!r} needs an extra: pip install 'hodei-pipelines[sql]'"
+        ) from exc
+    return open_sql_store(url)
+
+
+_stores: dict[str, Opener[Store]] = {
+    "memory": _memory_store,
+    "sqlite": _sql_store,
+    "postgresql": _sql_store,
+    "postgresql+psycopg": _sql_store,
+}
 _buses: dict[str, Opener[EventBus]] = {"memory": _memory_bus, "nats": _nats_bus}
 # schemes whose adapters ship with Hodei but need an extra installed
 _EXTRAS = {

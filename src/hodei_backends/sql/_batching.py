@@ -1,0 +1,114 @@
+"""Group commit for SQLite: operations that arrive together share one thread call and, for
+writes, one transaction.
+
+SQLite has a single writer, and on a small machine most of the cost of a store call is the trip
+to a worker thread and the commit, not the SQL. So the calls that wait while a batch runs are
+taken together by the next one: one ``trio.to_thread.run_sync`` for all of them, and for writes
+one ``BEGIN IMMEDIATE`` … ``COMMIT`` in which each operation is a savepoint of its own. An
+operation that raises is rolled back to its savepoint alone, and its exception goes to its caller
+only; if the batch's transaction itself fails, each operation runs again in a transaction of its
+own (change functions may be called more than once), so every caller gets its own outcome.
+
+A caller cancelled before its batch starts leaves it; once the batch runs, the caller waits for
+it, like ``trio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import outcome
+import trio
+
+from hodei_core.errors import StorageError
+
+__all__ = ["Batcher", "Operation"]
+
+T = TypeVar("T")
+
+#: The most operations one batch takes (one transaction holds the write lock that long).
+MAX_BATCH = 256
+
+
+class Operation(Generic[T]):
+    """One call waiting for a batch: ``fn(connection)``, whether it writes, and its outcome."""
+
+    __slots__ = ("fn", "result", "taken", "task", "what", "write")
+
+    def __init__(self, what: str, fn: Callable[[Any], T], *, write: bool) -> None:
+        self.what = what
+        self.fn = fn
+        self.write = write
+        self.result: outcome.Outcome[T] | None = None
+        self.taken = False
+        self.task: trio.lowlevel.Task | None = None
+
+
+class Batcher:
+    """Hands the operations submitted meanwhile to ``run_batch`` together, one batch at a time,
+    each batch in one worker thread.
+
+    ``run_batch`` runs in the thread and must set every operation's ``result``. ``serve`` must
+    run (in the store's nursery) for submitted operations to make progress.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Operation[Any]]], None], name: str) -> None:
+        self._run_batch = run_batch
+        self._name = name
+        self._pending: list[Operation[Any]] = []
+        self._wake = trio.Event()
+        self._closed = False
+
+    async def submit(self, op: Operation[T]) -> T:
+        """Run ``op`` in a coming batch and return its result (or raise its exception)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise StorageError(f"{op.what}: the store is closed")
+        op.task = trio.lowlevel.current_task()
+        self._pending.append(op)
+        self._wake.set()
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            if op.taken:
+                return trio.lowlevel.Abort.FAILED  # running: wait for it, like to_thread
+            self._pending.remove(op)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run batches until cancelled; then fail what is still waiting."""
+        task_status.started()
+        batch: list[Operation[Any]] = []
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self._pending:
+                    batch = self._pending[:MAX_BATCH]
+                    del self._pending[:MAX_BATCH]
+                    for op in batch:
+                        op.taken = True
+                    failure = await trio.to_thread.run_sync(outcome.capture, self._run_batch, batch)
+                    cause = failure.error if isinstance(failure, outcome.Error) else None
+                    self._finish(batch, cause)
+                    batch = []
+        finally:
+            self._closed = True
+            self._finish([*batch, *self._pending], None)
+            self._pending.clear()
+
+    def _finish(self, batch: list[Operation[Any]], cause: BaseException | None) -> None:
+        """Wake each operation's caller with its outcome; one without (``run_batch`` failed
+        before it, or the store closed first) gets a ``StorageError`` from ``cause``."""
+        for op in batch:
+            result = op.result
+            if result is None:
+                what = "failed" if cause is not None else "closed before it ran"
+                error = StorageError(f"{op.what}: the {self._name} batch {what}")
+                error.__cause__ = cause
+                result = outcome.Error(error)
+            assert op.task is not None
+            trio.lowlevel.reschedule(op.task, result)

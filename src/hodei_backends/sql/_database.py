@@ -1,0 +1,213 @@
+"""The database behind a SQL store: its engine, its statements, and transactions in threads.
+
+SQLAlchemy's engine is synchronous, so each store operation is a function of a transaction
+(``Tx``) that runs in a worker thread (``trio.to_thread.run_sync``). SQLAlchemy provides the
+pool, the dialects, the schema and the migrations; statements run on the driver's cursor
+(``_compiled``).
+
+SQLite: the operations that arrive while a batch runs go together in the next one, one thread
+call and, for writes, one transaction in which each operation is a savepoint (``_batching``).
+One thread reads and one writes, which suits SQLite's single write lock.
+
+PostgreSQL: each operation is a transaction of its own, in a thread under a capacity limiter
+the size of the connection pool, and runs again after a deadlock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+import outcome
+import trio
+
+from hodei_core.errors import StorageError
+
+from .._registry import redact_url
+from ._batching import Batcher, Operation
+from ._compiled import Tx
+from ._engine import (
+    DRIVER_ERRORS,
+    WRITE,
+    create_engine,
+    is_memory,
+    retryable,
+    storage_error,
+    translate_errors,
+)
+from ._statements import Statements
+
+__all__ = ["Database"]
+
+log = logging.getLogger("hodei.sql")
+
+T = TypeVar("T")
+
+_ATTEMPTS = 3  # runs of a PostgreSQL transaction that keeps meeting a deadlock
+
+
+class Database:
+    """An engine, its compiled statements, and how store operations reach it.
+
+    Args:
+        url: the database URL (kept for messages, which show it redacted).
+        pool_size: how many connections (and threads) may work at once on PostgreSQL.
+
+    Raises:
+        StorageError: the engine could not be made.
+        UnknownScheme: the URL is not a SQLite or PostgreSQL one, or its driver is missing.
+    """
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        self.url = url
+        self.redacted_url = redact_url(url)
+        with translate_errors("open", url):
+            engine = create_engine(url, pool_size)
+        self.engine = engine
+        #: The same pool, with connections that begin with BEGIN IMMEDIATE (for migrations).
+        self.write_engine = engine.execution_options(**{WRITE: True})
+        self.dialect = engine.dialect.name
+        self.statements = Statements(engine.dialect)
+        self._sqlite = self.dialect == "sqlite"
+        self._postgresql = self.dialect == "postgresql"
+        self._limiter = trio.CapacityLimiter(pool_size)  # PostgreSQL's threads
+        # SQLite: group commit. One batcher for the one connection of sqlite://, else one for
+        # reads and one for the single writer (SQLite has one write lock: more writer threads
+        # would only queue for it, each sleeping in SQLite's busy handler).
+        self._readers: Batcher | None = None
+        self._writers: Batcher | None = None
+        if self._sqlite:
+            self._writers = Batcher(self._run_batch, "write")
+            memory = is_memory(engine)
+            self._readers = self._writers if memory else Batcher(self._run_batch, "read")
+        self.closed = False
+
+    # -- the async side --
+
+    async def read(self, what: str, fn: Callable[[Tx], T]) -> T:
+        """``fn(tx)`` in a transaction that only reads, in a thread.
+
+        ``fn`` must read with one statement: on SQLite a read does not ``BEGIN``, so each
+        statement sees the database as it is when that statement runs.
+        """
+        return await self._run(what, fn, write=False, retry_unique=False)
+
+    async def write(self, what: str, fn: Callable[[Tx], T], *, retry_unique: bool = False) -> T:
+        """``fn(tx)`` in a write transaction, in a thread. ``fn`` may run more than once (a
+        deadlock, or with ``retry_unique`` a unique violation, makes it run again)."""
+        return await self._run(what, fn, write=True, retry_unique=retry_unique)
+
+    async def _run(self, what: str, fn: Callable[[Tx], T], *, write: bool, retry_unique: bool) -> T:
+        if self.closed:
+            raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
+        batcher = self._writers if write else self._readers
+        if batcher is not None:
+            return await batcher.submit(Operation(what, fn, write=write))
+        return await trio.to_thread.run_sync(
+            self.transact, what, fn, write, retry_unique, limiter=self._limiter
+        )
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the batches of operations (SQLite) until cancelled; store calls need it."""
+        async with trio.open_nursery() as nursery:
+            for batcher in {id(b): b for b in (self._readers, self._writers) if b}.values():
+                await nursery.start(batcher.serve)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        """Close every connection; the database refuses work from now on."""
+        if not self.closed:
+            self.closed = True
+            await trio.to_thread.run_sync(self.dispose)
+
+    # -- the thread side --
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        connection = self.engine.raw_connection()
+        # Any: SQLAlchemy's DBAPI protocol does not know psycopg's autocommit attribute
+        driver: Any = connection.dbapi_connection
+        # A read is one statement: on PostgreSQL it runs in autocommit mode, which spares the
+        # round trips of BEGIN and COMMIT (SQLite reads never BEGIN, see read()).
+        autocommit = self._postgresql and not write
+        try:
+            if autocommit:
+                driver.autocommit = True
+            cursor = connection.cursor()
+            try:
+                if write and not self._postgresql:
+                    cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Tx(cursor)
+                except BaseException:
+                    connection.rollback()
+                    raise
+                connection.commit()
+            finally:
+                cursor.close()
+        except DRIVER_ERRORS as error:
+            # Statements bypass SQLAlchemy, so tell its pool about a connection that broke.
+            if self.engine.dialect.is_disconnect(cast(Any, error), driver, None):
+                connection.invalidate(error)
+                autocommit = False
+            raise
+        finally:
+            if autocommit:
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    driver.autocommit = False
+            connection.close()  # back to the pool
+
+    def transact(self, what: str, fn: Callable[[Tx], T], write: bool, retry_unique: bool) -> T:
+        """``fn(tx)`` in a transaction of its own, in this thread."""
+        with translate_errors(what, self.url):
+            for attempt in range(1, _ATTEMPTS + 1):
+                try:
+                    with self._transaction(write) as tx:
+                        return fn(tx)
+                except DRIVER_ERRORS as error:
+                    if attempt == _ATTEMPTS or not retryable(error, unique=retry_unique):
+                        raise
+                    log.debug("%s on %s: running it again after %s", what, self.redacted_url, error)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run_batch(self, batch: list[Operation[Any]]) -> None:
+        """Run a batch of operations in this thread, setting each one's outcome."""
+        if len(batch) == 1:
+            op = batch[0]
+            op.result = outcome.capture(self.transact, op.what, op.fn, op.write, False)
+            return
+        try:
+            with self._transaction(any(op.write for op in batch)) as tx:
+                for op in batch:
+                    op.result = self._run_in_batch(op, tx)
+        except DRIVER_ERRORS as error:
+            # The batch's own transaction failed (to begin, at a savepoint, or to commit): its
+            # work is undone. Each operation runs again alone, to get an outcome of its own.
+            log.debug("a batch of %d on %s failed: %s", len(batch), self.redacted_url, error)
+            for op in batch:
+                op.result = outcome.capture(self.transact, op.what, op.fn, op.write, False)
+
+    def _run_in_batch(self, op: Operation[Any], tx: Tx) -> outcome.Outcome[Any]:
+        cursor = tx.cursor
+        if op.write:
+            cursor.execute("SAVEPOINT hodei_op")
+        try:
+            value = op.fn(tx)
+        except Exception as error:
+            if op.write:
+                cursor.execute("ROLLBACK TO hodei_op")
+                cursor.execute("RELEASE hodei_op")
+            if isinstance(error, DRIVER_ERRORS):
+                error = storage_error(op.what, self.url, error)
+            return outcome.Error(error)
+        if op.write:
+            cursor.execute("RELEASE hodei_op")
+        return outcome.Value(value)
+
+    def dispose(self) -> None:
+        """Close every connection of the pool, in this thread."""
+        with translate_errors("close", self.url):
+            self.engine.dispose()

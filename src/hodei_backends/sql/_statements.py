@@ -1,0 +1,269 @@
+"""Every SQL statement of the SQL store, as SQLAlchemy Core, compiled once per database.
+
+``FOR UPDATE`` clauses lock the rows a change reads on PostgreSQL and render as nothing on
+SQLite, where ``BEGIN IMMEDIATE`` already makes each write transaction exclusive. Locks are
+always taken workers first, then jobs (and several workers in id order), so that two
+transactions cannot wait for each other.
+
+Parameters are named; a list of ids is one parameter (``ids``, made by ``id_list``): a
+PostgreSQL array, a JSON array for SQLite's ``json_each``. So every statement has one SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hodei_core.ports import JobQuery
+
+from ._compiled import Sql
+from ._rows import CHUNK_COLUMNS, JOB_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, WORKER_COLUMNS
+from ._schema import ACTIVE_STATES, QUEUED, jobs, log_chunks, pipelines, runs, workers
+
+__all__ = ["Statements"]
+
+_b = sa.bindparam
+
+# Arbitrary constants naming the advisory locks of PostgreSQL: the one that serialises
+# migrations, and the namespace of the per-tenant admission locks (two-key form).
+_MIGRATION_LOCK_ID = 0x686F646569  # "hodei"
+_TENANT_LOCKS = 0x686F6465  # "hode"
+_MAX_VARIANTS = 256  # memoised statements per kind, before starting over
+
+
+def _one_of(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+    # one placeholder per value rather than an "expanding" list, which would need rendering at
+    # each execution
+    return column.in_([sa.literal(value, sa.String) for value in values])
+
+
+def _insert(table: sa.Table, names: Sequence[str]) -> sa.Insert:
+    return sa.insert(table).values({name: _b(name) for name in names})
+
+
+class Statements:
+    """The statements of one database, compiled for its dialect.
+
+    Statements whose shape depends on arguments (a job update touching some columns, a listing
+    with some filters) are made by methods and memoised.
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        self.postgresql = dialect.name == "postgresql"
+        self._updates: dict[frozenset[str], Sql] = {}
+        self._listings: dict[tuple[object, ...], Sql] = {}
+        self._jobs()
+        self._assignment()
+        self._workers()
+        self._pipelines_and_runs()
+        self._logs()
+        self.tenant_lock = self._pg_only(f"SELECT pg_advisory_xact_lock({_TENANT_LOCKS}, :key)")
+        self.migration_lock = self._pg_only(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
+
+    def _sql(self, statement: sa.ClauseElement) -> Sql:
+        return Sql(statement, self.dialect)
+
+    def _pg_only(self, text: str) -> Sql | None:
+        return self._sql(sa.text(text)) if self.postgresql else None
+
+    def _in_ids(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+        if self.postgresql:
+            return column == sa.any_(_b("ids", type_=postgresql.ARRAY(sa.String)))
+        ids: sa.Select[Any] = sa.select(sa.literal_column("value")).select_from(
+            sa.func.json_each(_b("ids"))
+        )
+        return column.in_(ids.scalar_subquery())
+
+    def id_list(self, ids: Collection[str]) -> object:
+        """The value of an ``ids`` parameter."""
+        return list(ids) if self.postgresql else json.dumps(list(ids))
+
+    def _jobs(self) -> None:
+        select_jobs = sa.select(*JOB_COLUMNS)
+        self.insert_job = self._sql(_insert(jobs, [c.name for c in jobs.c if c.name != "seq"]))
+        job = select_jobs.where(jobs.c.id == _b("id"))
+        self.job = self._sql(job)
+        self.job_for_update = self._sql(job.with_for_update())
+        self.queued_jobs = self._sql(
+            select_jobs.where(jobs.c.state == QUEUED)
+            .order_by(jobs.c.priority.desc(), jobs.c.seq)
+            .limit(_b("limit"))
+        )
+        active = select_jobs.where(
+            jobs.c.worker_id == _b("worker_id"), _one_of(jobs.c.state, ACTIVE_STATES)
+        ).order_by(jobs.c.seq)
+        self.active_jobs = self._sql(active)
+        self.active_jobs_for_update = self._sql(active.with_for_update())
+        self.active_by_tenant = self._sql(
+            sa.select(jobs.c.tenant, sa.func.count())
+            .where(_one_of(jobs.c.state, ACTIVE_STATES))
+            .group_by(jobs.c.tenant)
+        )
+        self.tenant_counts = self._sql(
+            sa.select(jobs.c.state, sa.func.count())
+            .where(jobs.c.tenant == _b("tenant"), _one_of(jobs.c.state, (QUEUED, *ACTIVE_STATES)))
+            .group_by(jobs.c.state)
+        )
+        self.tenant_recent = self._sql(
+            sa.select(jobs.c.created_at)
+            .where(jobs.c.tenant == _b("tenant"), jobs.c.created_at >= _b("since"))
+            .order_by(jobs.c.created_at)
+        )
+
+    def _assignment(self) -> None:
+        # A job another transaction holds is being changed, so it is no longer "as the
+        # scheduler saw it": skip it rather than wait (the next pass sees it again). Whether it
+        # is still queued is checked on the row read: with "state = 'queued'" here, SQLite
+        # would rather walk every queued job than look the few ids up.
+        self.jobs_to_claim = self._sql(
+            sa.select(*JOB_COLUMNS).where(self._in_ids(jobs.c.id)).with_for_update(skip_locked=True)
+        )
+        # Workers are locked (in id order) before their usage is counted, so two schedulers
+        # filling one worker take turns and each sees the other's assignments.
+        self.workers_to_fill = self._sql(
+            sa.select(*WORKER_COLUMNS)
+            .where(self._in_ids(workers.c.id))
+            .order_by(workers.c.id)
+            .with_for_update()
+        )
+        self.usage_of = self._sql(
+            sa.select(
+                jobs.c.worker_id,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(jobs.c.cpu), 0.0),
+                sa.func.coalesce(sa.func.sum(jobs.c.memory_mb), 0),
+            )
+            .where(self._in_ids(jobs.c.worker_id), _one_of(jobs.c.state, ACTIVE_STATES))
+            .group_by(jobs.c.worker_id)
+        )
+
+    def _workers(self) -> None:
+        select_workers = sa.select(*WORKER_COLUMNS)
+        self.insert_worker = self._sql(_insert(workers, [c.name for c in WORKER_COLUMNS]))
+        worker = select_workers.where(workers.c.id == _b("id"))
+        self.worker = self._sql(worker)
+        self.worker_for_update = self._sql(worker.with_for_update())
+        self.worker_by_name_for_update = self._sql(
+            select_workers.where(workers.c.name == _b("name")).with_for_update()
+        )
+        self.update_worker = self._sql(
+            sa.update(workers)
+            .where(workers.c.id == _b("_id"))
+            .values({c.name: _b(c.name) for c in WORKER_COLUMNS if c.name != "id"})
+        )
+        self.workers = self._sql(select_workers.order_by(workers.c.seq))
+        usage = (
+            sa.select(
+                jobs.c.worker_id,
+                sa.func.count().label("slots"),
+                sa.func.coalesce(sa.func.sum(jobs.c.cpu), 0.0).label("cpu"),
+                sa.func.coalesce(sa.func.sum(jobs.c.memory_mb), 0).label("memory_mb"),
+            )
+            .where(_one_of(jobs.c.state, ACTIVE_STATES))
+            .group_by(jobs.c.worker_id)
+            .subquery("usage")
+        )
+        used_slots = sa.func.coalesce(usage.c.slots, 0)
+        views = (
+            sa.select(
+                *WORKER_COLUMNS,
+                used_slots,
+                sa.func.coalesce(usage.c.cpu, 0.0),
+                sa.func.coalesce(usage.c.memory_mb, 0),
+            )
+            .select_from(workers.outerjoin(usage, usage.c.worker_id == workers.c.id))
+            .where(workers.c.state == "online")
+            .order_by(workers.c.seq)
+        )
+        self.worker_views = self._sql(views)
+        self.worker_views_with_room = self._sql(views.where(used_slots < workers.c.slots))
+
+    def _pipelines_and_runs(self) -> None:
+        self.insert_pipeline = self._sql(
+            _insert(pipelines, [c.name for c in pipelines.c if c.name != "seq"])
+        )
+        select_pipelines = sa.select(*PIPELINE_COLUMNS).order_by(pipelines.c.seq)
+        self.pipeline = self._sql(select_pipelines.where(pipelines.c.id == _b("id")))
+        self.pipelines = self._sql(select_pipelines)
+        self.pipelines_of_tenant = self._sql(
+            select_pipelines.where(pipelines.c.tenant == _b("tenant"))
+        )
+        self.delete_pipeline = self._sql(sa.delete(pipelines).where(pipelines.c.id == _b("id")))
+        self.insert_run = self._sql(_insert(runs, [c.name for c in runs.c if c.name != "seq"]))
+        select_runs = sa.select(*RUN_COLUMNS).order_by(runs.c.seq)
+        run = select_runs.where(runs.c.id == _b("id"))
+        self.run = self._sql(run)
+        self.run_for_update = self._sql(run.with_for_update())
+        self.runs = self._sql(select_runs)
+        self.runs_of_pipeline = self._sql(
+            select_runs.where(runs.c.pipeline_id == _b("pipeline_id"))
+        )
+        update_run = sa.update(runs).where(runs.c.id == _b("_id"))
+        own = ["state", "cancel_requested", "created_at", "finished_at", "steps"]
+        self.update_run = self._sql(update_run.values({name: _b(name) for name in own}))
+        everything = [*own, "pipeline_id", "tenant", "pipeline"]
+        self.update_run_and_pipeline = self._sql(
+            update_run.values({name: _b(name) for name in everything})
+        )
+
+    def _logs(self) -> None:
+        insert: Callable[[sa.Table], Any] = postgresql.insert if self.postgresql else sqlite.insert
+        # a resent chunk (same job, attempt and seq) is ignored, in the same statement
+        self.insert_chunks = self._sql(
+            insert(log_chunks)
+            .values({c.name: _b(c.name) for c in log_chunks.c})
+            .on_conflict_do_nothing(
+                index_elements=[log_chunks.c.job_id, log_chunks.c.attempt, log_chunks.c.seq]
+            )
+        )
+        chunks = (
+            sa.select(*CHUNK_COLUMNS)
+            .where(
+                log_chunks.c.job_id == _b("job_id"),
+                log_chunks.c.attempt == _b("attempt"),
+                log_chunks.c.seq >= _b("from_seq"),
+            )
+            .order_by(log_chunks.c.seq)
+        )
+        self.chunks = self._sql(chunks)
+        self.chunks_limited = self._sql(chunks.limit(_b("limit")))
+
+    def update_job(self, columns: frozenset[str]) -> Sql:
+        """``UPDATE jobs SET <columns> WHERE id = :_id``, one parameter per column."""
+        sql = self._updates.get(columns)
+        if sql is None:
+            if len(self._updates) >= _MAX_VARIANTS:
+                self._updates.clear()
+            sql = self._updates[columns] = self._sql(
+                sa.update(jobs)
+                .where(jobs.c.id == _b("_id"))
+                .values({name: _b(name) for name in sorted(columns)})
+            )
+        return sql
+
+    def list_jobs(self, query: JobQuery) -> Sql:
+        """The jobs matching ``query`` (its ``states`` must not be empty), in order added;
+        parameters ``tenant``, ``worker_id``, ``run_id``, ``offset`` and ``limit``."""
+        states = None if query.states is None else tuple(sorted(s.value for s in query.states))
+        key = (query.tenant is None, states, query.worker_id is None, query.run_id is None)
+        sql = self._listings.get(key)
+        if sql is None:
+            statement = sa.select(*JOB_COLUMNS)
+            if query.tenant is not None:
+                statement = statement.where(jobs.c.tenant == _b("tenant"))
+            if states is not None:
+                statement = statement.where(_one_of(jobs.c.state, states))
+            if query.worker_id is not None:
+                statement = statement.where(jobs.c.worker_id == _b("worker_id"))
+            if query.run_id is not None:
+                statement = statement.where(jobs.c.run_id == _b("run_id"))
+            statement = statement.order_by(jobs.c.seq).offset(_b("offset")).limit(_b("limit"))
+            if len(self._listings) >= _MAX_VARIANTS:
+                self._listings.clear()
+            sql = self._listings[key] = self._sql(statement)
+        return sql

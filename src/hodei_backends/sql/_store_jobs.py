@@ -1,0 +1,194 @@
+"""The SQL store's jobs: adding, reading, listing, updating, queueing and assigning them."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+
+from hodei_core import Job, JobState, TenantUsage, WorkerState
+from hodei_core import _lifecycle as lifecycle
+from hodei_core.errors import JobNotFound
+from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
+
+from ._compiled import Tx
+from ._database import Database
+from ._rows import job_changes, job_from_row, job_row, view_from_row, worker_from_row
+from ._schema import ACTIVE_STATES, QUEUED
+from ._statements import Statements
+
+__all__ = ["JobsMixin", "insert_jobs", "lock_job", "write_jobs"]
+
+
+def lock_job(tx: Tx, s: Statements, job_id: str) -> Job:
+    """The job, locked until the transaction ends.
+
+    Raises:
+        JobNotFound: there is no such job.
+    """
+    row = tx.first(s.job_for_update, {"id": job_id})
+    if row is None:
+        raise JobNotFound(job_id)
+    return job_from_row(row)
+
+
+def write_jobs(tx: Tx, s: Statements, changes: Iterable[tuple[Job, Job]]) -> None:
+    """Store each ``(before, after)`` pair's ``after``, writing only the columns that differ;
+    changes of the same columns go in one ``executemany``."""
+    batches: dict[frozenset[str], list[dict[str, object]]] = {}
+    for before, after in changes:
+        columns = job_changes(before, after)
+        if columns:
+            columns["_id"] = before.id
+            batches.setdefault(frozenset(columns).difference(("_id",)), []).append(columns)
+    for names, rows in batches.items():
+        tx.run_many(s.update_job(names), rows)
+
+
+def insert_jobs(tx: Tx, s: Statements, jobs: Sequence[Job]) -> None:
+    """Add new jobs, in one ``executemany``."""
+    tx.run_many(s.insert_job, [job_row(job) for job in jobs])
+
+
+def _tenant_lock_key(tenant: str) -> int:
+    # a stable 32-bit signed hash (Python's hash() differs between processes)
+    return zlib.crc32(tenant.encode()) - 2**31
+
+
+def _usage(tx: Tx, s: Statements, job: Job) -> TenantUsage:
+    if s.tenant_lock is not None:
+        tx.run(s.tenant_lock, {"key": _tenant_lock_key(job.tenant)})
+    counts: dict[str, int] = dict(tx.rows(s.tenant_counts, {"tenant": job.tenant}))
+    since = job.created_at - RATE_WINDOW_S
+    recent = tx.rows(s.tenant_recent, {"tenant": job.tenant, "since": since})
+    return TenantUsage(
+        queued=counts.get(QUEUED, 0),
+        running=sum(counts.get(state, 0) for state in ACTIVE_STATES),
+        recent_submissions=tuple(row[0] for row in recent),
+    )
+
+
+def _assign(tx: Tx, s: Statements, assignments: Sequence[Assignment], now: float) -> list[Job]:
+    worker_ids = sorted({a.worker_id for a in assignments})
+    rows = tx.rows(s.workers_to_fill, {"ids": s.id_list(worker_ids)})
+    online = {
+        worker.id: worker
+        for worker in map(worker_from_row, rows)
+        if worker.state is WorkerState.ONLINE
+    }
+    if not online:
+        return []
+    usage = {row[0]: row[1:] for row in tx.rows(s.usage_of, {"ids": s.id_list(online)})}
+    views = {
+        worker_id: view_from_row(worker, usage.get(worker_id, ()))
+        for worker_id, worker in online.items()
+    }
+    job_ids = list({a.job_id for a in assignments})
+    rows = tx.rows(s.jobs_to_claim, {"ids": s.id_list(job_ids)})
+    queued = {job.id: job for job in map(job_from_row, rows) if job.state is JobState.QUEUED}
+    changes: list[tuple[Job, Job]] = []
+    for a in assignments:
+        job = queued.get(a.job_id)
+        view = views.get(a.worker_id)
+        if job is None or job.attempt != a.attempt or view is None or not view.fits(job.spec):
+            continue
+        changes.append((job, lifecycle.assign(job, a.attempt, a.worker_id, now)))
+        del queued[a.job_id]  # placed: a later assignment of it in the batch no longer holds
+        views[a.worker_id] = view.with_job(job.spec)
+    write_jobs(tx, s, changes)
+    return [after for _, after in changes]
+
+
+class JobsMixin:
+    """``Store`` methods about jobs, for ``SqlStore``."""
+
+    _db: Database
+
+    async def add_job(self, job: Job, admit: Callable[[TenantUsage], None] | None = None) -> None:
+        """See ``hodei_core.ports.Store.add_job``."""
+        s = self._db.statements
+        row = job_row(job)
+
+        def add(tx: Tx) -> None:
+            if admit is not None:
+                admit(_usage(tx, s, job))
+            tx.run(s.insert_job, row)
+
+        await self._db.write("add_job", add)
+
+    async def get_job(self, job_id: str) -> Job:
+        """See ``hodei_core.ports.Store.get_job``."""
+        s = self._db.statements
+
+        def get(tx: Tx) -> Job:
+            row = tx.first(s.job, {"id": job_id})
+            if row is None:
+                raise JobNotFound(job_id)
+            return job_from_row(row)
+
+        return await self._db.read("get_job", get)
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        """See ``hodei_core.ports.Store.list_jobs``."""
+        if query.states is not None and not query.states:
+            return []
+        sql = self._db.statements.list_jobs(query)
+        params = {
+            "tenant": query.tenant,
+            "worker_id": query.worker_id,
+            "run_id": query.run_id,
+            "offset": query.offset,
+            "limit": query.limit,
+        }
+
+        def list_(tx: Tx) -> list[Job]:
+            return list(map(job_from_row, tx.rows(sql, params)))
+
+        return await self._db.read("list_jobs", list_)
+
+    async def update_job(self, job_id: str, change: Callable[[Job], Job]) -> tuple[Job, Job]:
+        """See ``hodei_core.ports.Store.update_job``."""
+        s = self._db.statements
+
+        def update(tx: Tx) -> tuple[Job, Job]:
+            before = lock_job(tx, s, job_id)
+            after = change(before)
+            write_jobs(tx, s, [(before, after)])
+            return before, after
+
+        return await self._db.write("update_job", update)
+
+    async def queued_jobs(self, limit: int) -> list[Job]:
+        """See ``hodei_core.ports.Store.queued_jobs``."""
+        if limit <= 0:
+            return []  # SQLite reads a negative LIMIT as none at all
+        sql = self._db.statements.queued_jobs
+
+        def queued(tx: Tx) -> list[Job]:
+            return list(map(job_from_row, tx.rows(sql, {"limit": limit})))
+
+        return await self._db.read("queued_jobs", queued)
+
+    async def assign_jobs(self, assignments: Sequence[Assignment], now: float) -> list[Job]:
+        """See ``hodei_core.ports.Store.assign_jobs``."""
+        if not assignments:
+            return []
+        s = self._db.statements
+        return await self._db.write("assign_jobs", lambda tx: _assign(tx, s, assignments, now))
+
+    async def active_jobs(self, worker_id: str) -> list[Job]:
+        """See ``hodei_core.ports.Store.active_jobs``."""
+        sql = self._db.statements.active_jobs
+
+        def active(tx: Tx) -> list[Job]:
+            return list(map(job_from_row, tx.rows(sql, {"worker_id": worker_id})))
+
+        return await self._db.read("active_jobs", active)
+
+    async def active_by_tenant(self) -> dict[str, int]:
+        """See ``hodei_core.ports.Store.active_by_tenant``."""
+        sql = self._db.statements.active_by_tenant
+
+        def count(tx: Tx) -> dict[str, int]:
+            return dict(tx.rows(sql))
+
+        return await self._db.read("active_by_tenant", count)

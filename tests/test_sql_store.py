@@ -1,0 +1,240 @@
+"""The SQL store on SQLite (in memory, in a file) and PostgreSQL: the store contract, the
+migrations, durability, and what differs between the databases.
+
+PostgreSQL is started by the session (``_postgres_server``); if it cannot start, its tests fail.
+The failures, the secrets and several processes are in ``test_sql_store_safety.py``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import trio
+
+# Readable failures from the contract suites (see test_contracts_memory.py).
+if "hodei_core.testing.contracts" not in sys.modules:
+    pytest.register_assert_rewrite("hodei_core.testing.contracts")
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from hodei_backends.sql import SqlStore, open_sql_store, upgrade
+from hodei_backends.sql._migrate import alembic_config
+from hodei_backends.sql._schema import metadata
+from hodei_core import (
+    Capacity,
+    Job,
+    JobSpec,
+    LogChunk,
+    Resources,
+    Stream,
+    WorkerRegistration,
+)
+from hodei_core.errors import StorageError
+from hodei_core.ports import Assignment
+from hodei_core.testing.contracts import StoreContract
+
+from ._postgres_server import PostgresServer, shared_postgres
+
+
+class _Refused(Exception):
+    """Raised by the tests' own functions."""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session."""
+    with shared_postgres() as server:
+        yield server
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hodei.db'}"
+
+
+class TestSqliteMemoryStore(StoreContract):
+    """``sqlite://``: one database in memory, shared by the store's threads."""
+
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[SqlStore]:
+        """A fresh, empty store for each test."""
+        async with open_sql_store("sqlite://") as store:
+            yield store
+
+
+class TestSqliteFileStore(StoreContract):
+    """A SQLite file: durable, and shared by every process that opens it."""
+
+    durable = True
+    cross_process = True
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SqlStore]:
+        """A fresh, empty store for each test."""
+        async with open_sql_store(_sqlite_url(tmp_path)) as store:
+            yield store
+
+
+class TestPostgresStore(StoreContract):
+    """PostgreSQL through psycopg 3; each test starts from an emptied database."""
+
+    durable = True
+    cross_process = True
+
+    @pytest.fixture
+    async def store(self, postgres: PostgresServer) -> AsyncIterator[SqlStore]:
+        """A fresh, empty store for each test."""
+        url = await trio.to_thread.run_sync(postgres.fresh_database)
+        async with open_sql_store(url) as store:
+            yield store
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def _differences(url: str) -> list[object]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(compare_metadata(MigrationContext.configure(connection), metadata))
+    finally:
+        engine.dispose()
+
+
+def _revision(url: str) -> str | None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a database without any table, on each dialect."""
+    if request.param == "sqlite":
+        return _sqlite_url(tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.empty_database()
+
+
+def test_migrations_create_exactly_the_schema_of_the_models(empty_database: str) -> None:
+    """A database migrated to the latest revision has the tables, columns and indexes of
+    ``_schema.metadata``, no more, no less; upgrading again changes nothing."""
+    upgrade(empty_database)
+    assert _differences(empty_database) == []
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert _revision(empty_database) == head is not None
+    upgrade(empty_database)
+    assert _differences(empty_database) == []
+
+
+def test_migrations_downgrade_to_nothing(tmp_path: Path) -> None:
+    """The first revision can be undone (what a later migration's tests build on)."""
+    url = _sqlite_url(tmp_path)
+    upgrade(url)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "base")
+        assert sa.inspect(engine).get_table_names() == ["alembic_version"]
+    finally:
+        engine.dispose()
+    upgrade(url)
+    assert _differences(url) == []
+
+
+async def test_sqlite_file_keeps_its_data_when_reopened(tmp_path: Path) -> None:
+    """What a file store holds is there again after closing and opening it."""
+    job = Job(id="j1", spec=JobSpec(command=("true",), secrets={"K": "v"}), created_at=1.5)
+    async with open_sql_store(_sqlite_url(tmp_path)) as store:
+        await store.add_job(job)
+    async with open_sql_store(_sqlite_url(tmp_path)) as store:
+        assert await store.get_job("j1") == job
+
+
+async def test_postgres_keeps_its_data_when_reopened(postgres: PostgresServer) -> None:
+    """The same for PostgreSQL."""
+    url = await trio.to_thread.run_sync(postgres.fresh_database)
+    job = Job(id="j1", spec=JobSpec(script="echo hi"), created_at=2.5)
+    async with open_sql_store(url) as store:
+        await store.add_job(job)
+    async with open_sql_store(url) as store:
+        assert await store.get_job("j1") == job
+
+
+async def test_a_database_of_a_newer_revision_is_refused(tmp_path: Path) -> None:
+    """A database migrated by a newer Hodei (a revision this code does not know) is not
+    touched: opening it fails with a ``StorageError`` that says so."""
+    url = _sqlite_url(tmp_path)
+    upgrade(url)
+    with sqlite3.connect(tmp_path / "hodei.db") as other:
+        other.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StorageError, match="newer version"):
+        async with open_sql_store(url):
+            pass
+
+
+async def test_errors_and_cancellation_in_the_block_come_out_as_they_are() -> None:
+    """An exception raised in the ``async with`` block comes out bare, as with a memory store
+    (not inside an ExceptionGroup), and a cancellation of the block still cancels."""
+    with pytest.raises(_Refused):
+        async with open_sql_store("sqlite://"):
+            raise _Refused
+    with trio.CancelScope() as scope:
+        async with open_sql_store("sqlite://") as store:
+            scope.cancel()
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert "closed" in repr(store)
+
+
+# -- what differs between the databases ---------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """A fresh store on a SQLite file, then on PostgreSQL."""
+    if request.param == "sqlite":
+        url = _sqlite_url(tmp_path)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = await trio.to_thread.run_sync(server.fresh_database)
+    async with open_sql_store(url) as store:
+        yield store
+
+
+async def test_worker_views_hold_plain_numbers(sql_store: SqlStore) -> None:
+    """Usage sums are ``int`` and ``float`` (PostgreSQL sums a BIGINT into a NUMERIC)."""
+    worker, _, _ = await sql_store.register_worker(
+        WorkerRegistration(name="w1", capacity=Capacity(slots=2, memory_mb=1024)),
+        "id-w1",
+        0.0,
+        lambda job: job,
+    )
+    await sql_store.add_job(Job(id="j1", spec=JobSpec(script="true", resources=Resources(1, 64))))
+    await sql_store.assign_jobs([Assignment("j1", 1, worker.id)], 1.0)
+    (view,) = await sql_store.worker_views()
+    assert (view.used_slots, view.used_cpu, view.used_memory_mb) == (1, 1.0, 64)
+    assert (type(view.used_slots), type(view.used_cpu), type(view.used_memory_mb)) == (
+        int,
+        float,
+        int,
+    )
+
+
+async def test_log_chunks_with_nul_characters(sql_store: SqlStore) -> None:
+    """Output with NUL characters is stored; PostgreSQL, whose text cannot hold them, keeps a
+    U+FFFD in their place."""
+    await sql_store.append_logs("j1", 1, [LogChunk(0, Stream.STDOUT, "a\x00b", 1.0)])
+    (chunk,) = await sql_store.read_logs("j1", 1)
+    expected = "a\x00b" if sql_store.dialect == "sqlite" else "a\ufffdb"
+    assert chunk == LogChunk(0, Stream.STDOUT, expected, 1.0)
