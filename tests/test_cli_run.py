@@ -117,3 +117,13 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_db_upgrade_then_run_on_a_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hodei.db'}"
+    upgraded = hodei("db", "upgrade", url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "up to date" in upgraded.stdout
+    result = hodei("run", "--store", url, str(EXAMPLES / "hello.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "hodei.db").stat().st_size > 0

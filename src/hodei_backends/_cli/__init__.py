@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 
 from hodei_core.errors import HodeiError
 
-from . import _run
+from . import _db, _run
 
 __all__ = ["main"]
 
@@ -22,6 +22,7 @@ __all__ = ["main"]
 Command = Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
 
 _BUILTIN: dict[str, tuple[str, Command]] = {
+    "db": ("manage the schema of a SQL store", _db.command),
     "run": ("run a pipeline file locally on the embedded engine", _run.command),
 }
 
