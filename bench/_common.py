@@ -17,7 +17,7 @@ class Result:
     name: str
     values: tuple[float, ...]
     unit: str
-    target: float
+    target: float | None  # None: reported, not judged
     higher_is_better: bool
 
     @property
@@ -26,15 +26,24 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        if self.target is None:
+            return True
         return self.median >= self.target if self.higher_is_better else self.median <= self.target
 
     def line(self) -> str:
-        sign = ">=" if self.higher_is_better else "<="
         spread = f"{min(self.values):,.2f}..{max(self.values):,.2f}"
-        verdict = "ok" if self.ok else "MISSED"
+        if self.target is None:
+            judged = "for information"
+        else:
+            sign = ">=" if self.higher_is_better else "<="
+            verdict = "ok" if self.ok else "MISSED"
+            judged = f"target {sign} {self.target:,g})  {verdict}"
+            return (
+                f"{self.name:<44} median {self.median:>12,.2f} {self.unit:<8} "
+                f"(runs {spread}; {judged}"
+            )
         return (
-            f"{self.name:<44} median {self.median:>12,.2f} {self.unit:<8} "
-            f"(runs {spread}; target {sign} {self.target:,g})  {verdict}"
+            f"{self.name:<44} median {self.median:>12,.2f} {self.unit:<8} (runs {spread}; {judged})"
         )
 
 
