@@ -36,14 +36,11 @@ class Result:
             judged = "for information"
         else:
             sign = ">=" if self.higher_is_better else "<="
-            verdict = "ok" if self.ok else "MISSED"
-            judged = f"target {sign} {self.target:,g})  {verdict}"
-            return (
-                f"{self.name:<44} median {self.median:>12,.2f} {self.unit:<8} "
-                f"(runs {spread}; {judged}"
-            )
+            judged = f"target {sign} {self.target:,g}"
+        verdict = "" if self.target is None else ("  ok" if self.ok else "  MISSED")
         return (
-            f"{self.name:<44} median {self.median:>12,.2f} {self.unit:<8} (runs {spread}; {judged})"
+            f"{self.name:<44} median {self.median:>12,.2f} {self.unit:<8} "
+            f"(runs {spread}; {judged}){verdict}"
         )
 
 
