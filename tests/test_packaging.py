@@ -20,6 +20,8 @@ PUBLIC_MODULES = [
     "hodei_backends.memory",
     "hodei_backends.nats",
     "hodei_backends.sql",
+    "hodei_agent",
+    "hodei_http",
 ]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import trio
 
@@ -32,6 +33,8 @@ from .policies import LeastLoaded
 from .ports import EventBus, JobQuery, SchedulingPolicy, Store
 
 __all__ = ["Hodei"]
+
+_T = TypeVar("_T")
 
 # Waiters re-read the store this often in case the bus dropped the event they wait for.
 _RECHECK_S = 1.0
@@ -110,6 +113,24 @@ class Hodei:
         """A ``ControlPlane`` for workers running in this process."""
         return InProcessControlPlane(self.orchestrator, self.workers, self.bus)
 
+    async def _wait_until(
+        self,
+        topic: str,
+        read: Callable[[], Awaitable[_T]],
+        done: Callable[[_T], bool],
+        timeout_s: float | None,
+    ) -> _T:
+        # Subscribed first, then read: the event cannot slip between the two. The store is the
+        # truth and the bus may drop events, so it is read again now and then regardless.
+        with trio.fail_after(math.inf if timeout_s is None else timeout_s):
+            async with self.bus.subscribe(topic) as events:
+                while True:
+                    value = await read()
+                    if done(value):
+                        return value
+                    with trio.move_on_after(_RECHECK_S):
+                        await events.receive()
+
     # -- jobs --
 
     async def submit(self, spec: JobSpec, *, tenant: str = DEFAULT_TENANT) -> Job:
@@ -158,14 +179,12 @@ class Hodei:
             trio.TooSlowError: ``timeout_s`` passed first.
         """
         job = await self.store.get_job(job_id)
-        with trio.fail_after(math.inf if timeout_s is None else timeout_s):
-            async with self.bus.subscribe(f"jobs.{job.tenant}.{job_id}.finished") as events:
-                while True:
-                    job = await self.store.get_job(job_id)
-                    if job.is_finished:
-                        return job
-                    with trio.move_on_after(_RECHECK_S):
-                        await events.receive()
+        return await self._wait_until(
+            f"jobs.{job.tenant}.{job_id}.finished",
+            lambda: self.store.get_job(job_id),
+            lambda job: job.is_finished,
+            timeout_s,
+        )
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel a job: at once if it has not started, else its worker stops the process
@@ -258,14 +277,12 @@ class Hodei:
             trio.TooSlowError: ``timeout_s`` passed first.
         """
         run = await self.store.get_run(run_id)
-        with trio.fail_after(math.inf if timeout_s is None else timeout_s):
-            async with self.bus.subscribe(f"runs.{run.tenant}.{run_id}.finished") as events:
-                while True:
-                    run = await self.store.get_run(run_id)
-                    if run.state.is_terminal:
-                        return run
-                    with trio.move_on_after(_RECHECK_S):
-                        await events.receive()
+        return await self._wait_until(
+            f"runs.{run.tenant}.{run_id}.finished",
+            lambda: self.store.get_run(run_id),
+            lambda run: run.state.is_terminal,
+            timeout_s,
+        )
 
     async def cancel_run(self, run_id: str) -> Run:
         """Cancel a run and its live jobs (raises ``RunNotFound``)."""

@@ -180,6 +180,8 @@ class WorkerLoop:
                 try:
                     await running.log.flush()
                 except _GONE:
+                    # the server gave the job to another life: stop it as a cancel, not a timeout
+                    running.cancelled = True
                     running.scope.cancel()
 
     async def _run_job(self, running: _Running) -> None:
