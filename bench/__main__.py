@@ -7,7 +7,7 @@ import sys
 
 from ._common import report
 
-BENCHES = ["engine_throughput", "hodei_run", "memory_footprint", "sql_throughput"]
+BENCHES = ["engine_throughput", "hodei_run", "memory_footprint", "sql_throughput", "http_dispatch"]
 
 
 def main(names: list[str]) -> int:
