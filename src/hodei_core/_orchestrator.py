@@ -91,12 +91,14 @@ class Orchestrator:
         Raises:
             JobNotFound, StaleAttempt, InvalidTransition.
         """
-        if chunks:
-            await self.append_logs(worker_id, job_id, attempt, chunks)
         now = self._ctx.clock()
+        # the last output goes with the end, in one store operation fenced by the change
         before, after = await self._ctx.store.update_job(
-            job_id, lambda j: lifecycle.finish(j, attempt, worker_id, outcome, now)
+            job_id, lambda j: lifecycle.finish(j, attempt, worker_id, outcome, now), chunks
         )
+        if chunks:
+            last = max(c.seq for c in chunks)
+            await self._ctx.bus.publish(LogAppended(job_id, before.tenant, attempt, last))
         if before is not after:
             self._ctx.wake_scheduler()  # a slot is free
             await job_ended(self._ctx, after)

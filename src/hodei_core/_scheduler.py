@@ -19,6 +19,9 @@ __all__ = ["Scheduler"]
 
 log = logging.getLogger("hodei.scheduler")
 
+# Queued jobs a pass reads beyond twice the free slots (see ``schedule_once``).
+_WINDOW_MARGIN = 32
+
 
 class Scheduler:
     """Runs scheduling passes when woken (a submit, freed capacity, a new worker) and every
@@ -74,13 +77,29 @@ class Scheduler:
         """One pass; returns how many jobs were assigned."""
         self.passes += 1
         store = self._ctx.store
-        queued = await store.queued_jobs(self._batch)
+        views = await store.worker_views(with_room=True)
+        free = sum(view.free_slots for view in views)
+        if not views:
+            # No room anywhere: the queue waits for the next wake. (A job no worker could ever
+            # run is failed by the first pass that finds room, and finds it does not fit.)
+            return 0
+        # Read no more of the queue than the free slots could take (and a margin for jobs the
+        # free workers cannot run): on a busy fleet most passes place a few jobs, and reading
+        # the whole batch each time cost more than the rest of the pass. Only when that window
+        # turns out to be blocked is the queue read as deep as ``batch``.
+        window = min(self._batch, 2 * free + _WINDOW_MARGIN)
+        queued = await store.queued_jobs(window)
         if not queued:
             return 0
-        views = await store.worker_views(with_room=True)
         running = await store.active_by_tenant() if self._quotas.limits_running else None
         homeless: list[Job] = []
         assignments = self._plan(queued, views, running, homeless)
+        if len(assignments) < free and len(queued) == window < self._batch:
+            queued = await store.queued_jobs(self._batch)
+            homeless.clear()
+            if running is not None:
+                running = await store.active_by_tenant()
+            assignments = self._plan(queued, views, running, homeless)
         if self._fail_unschedulable and homeless:
             await self._fail_impossible(homeless)
         if not assignments:

@@ -107,8 +107,14 @@ class Store(Protocol):
         """Jobs matching ``query`` in the order they were added, from ``offset``, at most
         ``limit``."""
 
-    async def update_job(self, job_id: str, change: Callable[[Job], Job]) -> tuple[Job, Job]:
+    async def update_job(
+        self, job_id: str, change: Callable[[Job], Job], chunks: Sequence[LogChunk] = ()
+    ) -> tuple[Job, Job]:
         """Replace the job by ``change(job)``; returns ``(before, after)``.
+
+        ``chunks`` are added to the log of ``before.attempt`` in the same atomic step (as
+        ``append_logs`` would, a stored ``seq`` ignored), only if ``change`` returns: an
+        attempt's end and its last output are recorded together or not at all.
 
         Raises:
             JobNotFound: there is no such job.

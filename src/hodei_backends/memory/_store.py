@@ -175,11 +175,15 @@ class MemoryStore:
         ]
         return out[query.offset : query.offset + query.limit]
 
-    async def update_job(self, job_id: str, change: Callable[[Job], Job]) -> tuple[Job, Job]:
+    async def update_job(
+        self, job_id: str, change: Callable[[Job], Job], chunks: Sequence[LogChunk] = ()
+    ) -> tuple[Job, Job]:
         await _checkpoint()
         before = self._job(job_id)
         after = change(before)
         self._put(before, after)
+        if chunks:
+            self._append(job_id, before.attempt, chunks)
         return before, after
 
     async def queued_jobs(self, limit: int) -> list[Job]:
@@ -395,6 +399,9 @@ class MemoryStore:
 
     async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
         await _checkpoint()
+        self._append(job_id, attempt, chunks)
+
+    def _append(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
         log = self._logs.get((job_id, attempt))
         if log is None:
             log = self._logs[(job_id, attempt)] = _AttemptLog()

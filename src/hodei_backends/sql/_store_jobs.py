@@ -5,14 +5,21 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
-from hodei_core import Job, JobState, TenantUsage, WorkerState
+from hodei_core import Job, JobState, LogChunk, TenantUsage, WorkerState
 from hodei_core import _lifecycle as lifecycle
 from hodei_core.errors import JobNotFound
 from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
 
 from ._compiled import Tx
 from ._database import Database
-from ._rows import job_changes, job_from_row, job_row, view_from_row, worker_from_row
+from ._rows import (
+    chunk_row,
+    job_changes,
+    job_from_row,
+    job_row,
+    view_from_row,
+    worker_from_row,
+)
 from ._schema import ACTIVE_STATES, QUEUED
 from ._statements import Statements
 
@@ -145,14 +152,20 @@ class JobsMixin:
 
         return await self._db.read("list_jobs", list_)
 
-    async def update_job(self, job_id: str, change: Callable[[Job], Job]) -> tuple[Job, Job]:
+    async def update_job(
+        self, job_id: str, change: Callable[[Job], Job], chunks: Sequence[LogChunk] = ()
+    ) -> tuple[Job, Job]:
         """See ``hodei_core.ports.Store.update_job``."""
         s = self._db.statements
+        keep_nul = self._db.dialect != "postgresql"
 
         def update(tx: Tx) -> tuple[Job, Job]:
             before = lock_job(tx, s, job_id)
             after = change(before)
             write_jobs(tx, s, [(before, after)])
+            if chunks:
+                rows = [chunk_row(job_id, before.attempt, c, keep_nul=keep_nul) for c in chunks]
+                tx.run_many(s.insert_chunks, rows)
             return before, after
 
         return await self._db.write("update_job", update)

@@ -13,7 +13,9 @@ from ..._models import (
     Job,
     JobSpec,
     JobState,
+    LogChunk,
     Resources,
+    Stream,
 )
 from ...errors import (
     JobNotFound,
@@ -204,6 +206,34 @@ class JobsContract:
         assert caught.value is error
         assert await store.get_job("j1") == job
         assert await store.queued_jobs(10) == [job]
+
+    async def test_update_job_adds_chunks_to_the_attempt_before_the_change(
+        self, store: Store
+    ) -> None:
+        """``chunks`` go to the log of the attempt the job had before the change (a requeue
+        moves it to the next), in the same step; a stored ``seq`` is ignored."""
+        await store.add_job(_job("j1"))
+        first = [LogChunk(0, Stream.STDOUT, "a", _T0), LogChunk(1, Stream.STDERR, "b", _T0)]
+        await store.append_logs("j1", 1, first[:1])
+
+        def requeue(job: Job) -> Job:
+            return attrs.evolve(job, attempt=job.attempt + 1)
+
+        before, after = await store.update_job("j1", requeue, first)
+        assert (before.attempt, after.attempt) == (1, 2)
+        assert await store.read_logs("j1", 1) == first
+        assert await store.read_logs("j1", 2) == []
+
+    async def test_update_job_that_fails_adds_no_chunk(self, store: Store) -> None:
+        """When ``change`` raises, its chunks are not stored either."""
+        await store.add_job(_job("j1"))
+
+        def change(j: Job) -> Job:
+            raise _Boom("no")
+
+        with _raises(_Boom):
+            await store.update_job("j1", change, [LogChunk(0, Stream.STDOUT, "a", _T0)])
+        assert await store.read_logs("j1", 1) == []
 
     async def test_update_unknown_job_raises_job_not_found(self, store: Store) -> None:
         """``update_job`` of an unknown id raises ``JobNotFound``."""
