@@ -11,7 +11,7 @@ import trio
 from ._models import LogChunk, Outcome, Worker, WorkerRegistration
 from ._orchestrator import Orchestrator
 from ._workers import WorkerManagement
-from .events import Event
+from .events import Event, JobAssigned
 from .ports import EventBus, Instructions
 
 __all__ = ["InProcessControlPlane"]
@@ -38,6 +38,10 @@ class InProcessControlPlane:
         self._inboxes: dict[
             str, tuple[contextlib.AsyncExitStack, trio.MemoryReceiveChannel[Event]]
         ] = {}
+        # each polling worker's record as last read, and whether its last poll left nothing
+        # unread (see ``poll``)
+        self._known: dict[str, Worker] = {}
+        self._fresh: dict[str, bool] = {}
 
     async def __aenter__(self) -> InProcessControlPlane:
         return self
@@ -67,6 +71,8 @@ class InProcessControlPlane:
 
     async def register(self, registration: WorkerRegistration) -> Worker:
         worker, _ = await self._workers.register(registration)
+        self._known.pop(worker.id, None)
+        self._fresh.pop(worker.id, None)
         return worker
 
     async def heartbeat(self, worker_id: str, running: Sequence[tuple[str, int]]) -> Instructions:
@@ -78,21 +84,44 @@ class InProcessControlPlane:
         await trio.lowlevel.checkpoint()  # a worker polling in a loop must let others run
         inbox = await self._inbox(worker_id)  # subscribed before the store is read
         deadline = trio.current_time() + timeout_s
+        # Whether the store was read since the inbox was last emptied: if nothing arrived since,
+        # the store has nothing new for this worker (every change that concerns it is published
+        # to it after it is stored), and the poll can go straight to waiting. A worker that
+        # polls again right after taking its jobs then costs no store read.
+        fresh = self._fresh.pop(worker_id, False)
+        news = False
         while True:
             # What arrived while the worker was busy only says "look again", as the store read
-            # below does: drop it, so that it does not wake the next wait for nothing.
+            # below does. Only an assignment leaves the worker's own record as it was: the
+            # record is read again after any other event (a drain, say).
             with contextlib.suppress(trio.WouldBlock):
                 while True:
-                    inbox.receive_nowait()
-            worker = await self._workers.get(worker_id)
-            instructions = await self._workers.instructions(worker, running)
-            if instructions.jobs or instructions.cancel or instructions.drain:
-                return instructions
+                    news = True
+                    self._heard(worker_id, inbox.receive_nowait())
+            if news or not fresh:
+                news, fresh = False, True
+                worker = self._known.get(worker_id)
+                if worker is None:
+                    worker = self._known[worker_id] = await self._workers.get(worker_id)
+                instructions = await self._workers.instructions(worker, running)
+                if instructions.jobs or instructions.cancel or instructions.drain:
+                    self._fresh[worker_id] = True
+                    return instructions
             now = trio.current_time()
             if now >= deadline:
-                return instructions
-            with trio.move_on_at(min(deadline, now + _RECHECK_S)):
-                await inbox.receive()
+                self._fresh[worker_id] = fresh
+                return Instructions()
+            with trio.move_on_at(min(deadline, now + _RECHECK_S)) as waited:
+                self._heard(worker_id, await inbox.receive())
+                news = True
+            if waited.cancelled_caught:
+                # events may be lost: now and then, the store is read whatever the inbox says
+                fresh = False
+                self._known.pop(worker_id, None)
+
+    def _heard(self, worker_id: str, event: Event) -> None:
+        if not isinstance(event, JobAssigned):
+            self._known.pop(worker_id, None)
 
     async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
         await self._orchestrator.start(worker_id, job_id, attempt)
@@ -114,6 +143,8 @@ class InProcessControlPlane:
 
     async def leave(self, worker_id: str) -> None:
         await self._workers.leave(worker_id)
+        self._known.pop(worker_id, None)
+        self._fresh.pop(worker_id, None)
         entry = self._inboxes.pop(worker_id, None)
         if entry is not None:
             await entry[0].aclose()

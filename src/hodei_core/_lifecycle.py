@@ -7,6 +7,7 @@ fields that go with each move. They are pure, so a store can run them inside its
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +67,20 @@ WORKER_TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 }
 
 
+# ``attrs.evolve`` looks the class's fields up and reads them one by one on every call; a job
+# moves four times or more in its life, so its field names are kept at hand and read at once.
+_JOB_FIELDS = tuple(a.name for a in attrs.fields(Job))
+assert all(a.init and a.alias == a.name for a in attrs.fields(Job)), "evolve_job needs plain fields"
+_job_values = operator.attrgetter(*_JOB_FIELDS)
+
+
+def evolve_job(job: Job, changes: dict[str, Any]) -> Job:
+    """``attrs.evolve(job, **changes)``, faster."""
+    values = dict(zip(_JOB_FIELDS, _job_values(job), strict=True))
+    values.update(changes)
+    return Job(**values)
+
+
 def transition_job(job: Job, to: JobState, **changes: Any) -> Job:
     """``job`` in state ``to`` with ``changes``, if the table allows it.
 
@@ -77,7 +92,8 @@ def transition_job(job: Job, to: JobState, **changes: Any) -> Job:
         if job.state.is_terminal:
             raise JobAlreadyFinished(job.id, job.state)
         raise InvalidTransition("job", job.id, job.state, to)
-    return attrs.evolve(job, state=to, **changes)
+    changes["state"] = to
+    return evolve_job(job, changes)
 
 
 def transition_worker(worker: Worker, to: WorkerState, **changes: Any) -> Worker:

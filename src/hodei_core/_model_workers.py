@@ -6,7 +6,7 @@ import attrs
 
 from ._model_jobs import FastHashEnum, JobSpec, labels
 
-__all__ = ["Capacity", "Worker", "WorkerRegistration", "WorkerState", "WorkerView"]
+__all__ = ["Capacity", "Worker", "WorkerRegistration", "WorkerState", "WorkerView", "fits"]
 
 
 class WorkerState(FastHashEnum):
@@ -56,6 +56,24 @@ class Worker:
     hostname: str = ""
 
 
+def fits(
+    worker: Worker, used_slots: int, used_cpu: float, used_memory_mb: int, spec: JobSpec
+) -> bool:
+    """Whether ``worker``, using that much already, has ``spec``'s labels and room for it.
+
+    ``WorkerView.fits`` for a store that keeps the counts without making views of them.
+    """
+    capacity = worker.capacity
+    if used_slots >= capacity.slots or not spec.labels <= worker.labels:
+        return False
+    res = spec.resources
+    if capacity.cpu is not None and used_cpu + res.cpu > capacity.cpu:
+        return False
+    return not (
+        capacity.memory_mb is not None and used_memory_mb + res.memory_mb > capacity.memory_mb
+    )
+
+
 @attrs.frozen
 class WorkerView:
     """A worker together with what its active jobs use: what a scheduling policy ranks."""
@@ -82,16 +100,7 @@ class WorkerView:
 
     def fits(self, spec: JobSpec) -> bool:
         """Whether this worker has ``spec``'s labels and room for it right now."""
-        capacity = self.worker.capacity
-        if self.used_slots >= capacity.slots or not spec.labels <= self.worker.labels:
-            return False
-        res = spec.resources
-        if capacity.cpu is not None and self.used_cpu + res.cpu > capacity.cpu:
-            return False
-        return not (
-            capacity.memory_mb is not None
-            and self.used_memory_mb + res.memory_mb > capacity.memory_mb
-        )
+        return fits(self.worker, self.used_slots, self.used_cpu, self.used_memory_mb, spec)
 
     def with_job(self, spec: JobSpec) -> WorkerView:
         """This view after taking one more job."""

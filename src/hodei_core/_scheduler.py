@@ -141,8 +141,9 @@ class Scheduler:
             if choice is None:
                 continue
             # by identity: comparing views field by field would cost more than the choice itself
-            i = next((n for n, view in enumerate(candidates) if view is choice), -1)
-            if i < 0:
+            try:
+                i = list(map(id, candidates)).index(id(choice))
+            except ValueError:
                 log.error("policy %r chose %r, not one of the candidates", self.policy, choice)
                 continue
             updated = choice.with_job(spec)

@@ -44,14 +44,19 @@ class MemoryEventBus:
         if exact:
             for channel in exact:
                 self._send(channel, event)
-        if self._prefixed:
-            tokens = topic.split(".")
-            for i in range(len(tokens)):
-                patterns = self._prefixed.get(".".join(tokens[:i]))
+        prefixed = self._prefixed
+        if prefixed:
+            # every proper prefix of the topic ending at a dot ("", "jobs", "jobs.t1", …)
+            end = -1
+            while True:
+                patterns = prefixed.get(topic[: max(end, 0)])
                 if patterns:
                     for channel, pattern in patterns.items():
                         if topic_matches(pattern, topic):
                             self._send(channel, event)
+                end = topic.find(".", end + 1)
+                if end < 0:
+                    break
 
     def _send(self, channel: trio.MemorySendChannel[Event], event: Event) -> None:
         try:

@@ -27,6 +27,7 @@ from hodei_core import (
     WorkerView,
 )
 from hodei_core import _lifecycle as lifecycle
+from hodei_core._model_workers import fits
 from hodei_core.errors import JobNotFound, PipelineNotFound, RunNotFound, WorkerNotFound
 from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
 
@@ -51,6 +52,9 @@ class _Usage:
     slots: int = 0
     cpu: float = 0.0
     memory_mb: int = 0
+
+
+_NO_USAGE = _Usage()
 
 
 class _AttemptLog:
@@ -200,19 +204,20 @@ class MemoryStore:
     async def assign_jobs(self, assignments: Sequence[Assignment], now: float) -> list[Job]:
         await _checkpoint()
         assigned: list[Job] = []
-        views: dict[str, WorkerView | None] = {}
         for a in assignments:
             job = self._jobs.get(a.job_id)
             if job is None or job.state is not JobState.QUEUED or job.attempt != a.attempt:
                 continue
-            if a.worker_id not in views:
-                views[a.worker_id] = self._view(a.worker_id)
-            view = views[a.worker_id]
-            if view is None or not view.fits(job.spec):
+            # checked against the live counts (each assignment below updates them), without
+            # making a view per assignment
+            worker = self._workers.get(a.worker_id)
+            if worker is None or worker.state is not WorkerState.ONLINE:
+                continue
+            usage = self._usage.get(a.worker_id) or _NO_USAGE
+            if not fits(worker, usage.slots, usage.cpu, usage.memory_mb, job.spec):
                 continue
             after = lifecycle.assign(job, a.attempt, a.worker_id, now)
             self._put(job, after)
-            views[a.worker_id] = view.with_job(job.spec)
             assigned.append(after)
         return assigned
 
