@@ -110,9 +110,10 @@ def spec_problems(spec: JobSpec, path: str = "") -> list[Problem]:
         elif spec.command[0] == "":
             add("command[0]", "the program name must not be empty")
         for i, arg in enumerate(spec.command):
-            problem = _string_problem(arg, f"{command_at}[{i}]")
-            if problem is not None:
-                problems.append(problem)
+            if not isinstance(arg, str) or "\0" in arg:  # (the path is made only when needed)
+                problem = _string_problem(arg, f"{command_at}[{i}]")
+                if problem is not None:
+                    problems.append(problem)
     if spec.script is not None:
         problem = _string_problem(spec.script, _at(path, "script"))
         if problem is None and not spec.script.strip():

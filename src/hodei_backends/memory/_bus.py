@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,8 @@ class MemoryEventBus:
         self._buffer = buffer
         self._exact: dict[str, set[trio.MemorySendChannel[Event]]] = {}
         self._prefixed: dict[str, dict[trio.MemorySendChannel[Event], str]] = {}
+        # the first token of each key of _prefixed, counted: what a publish looks at first
+        self._heads: Counter[str] = Counter()
         self.dropped = 0  # events a full subscriber missed; visible to tests and metrics
 
     def __repr__(self) -> str:
@@ -44,19 +47,25 @@ class MemoryEventBus:
         if exact:
             for channel in exact:
                 self._send(channel, event)
-        prefixed = self._prefixed
-        if prefixed:
-            # every proper prefix of the topic ending at a dot ("", "jobs", "jobs.t1", …)
-            end = -1
+        heads = self._heads
+        if not heads:
+            return
+        end = topic.find(".")
+        # most topics have no pattern under their first token: one lookup tells
+        if "" in heads or (topic if end < 0 else topic[:end]) in heads:
+            # every proper prefix of the topic that ends before a dot: "", "jobs", "jobs.t1"…
+            prefixed = self._prefixed
+            prefix = ""
             while True:
-                patterns = prefixed.get(topic[: max(end, 0)])
+                patterns = prefixed.get(prefix)
                 if patterns:
                     for channel, pattern in patterns.items():
                         if topic_matches(pattern, topic):
                             self._send(channel, event)
-                end = topic.find(".", end + 1)
                 if end < 0:
                     break
+                prefix = topic[:end]
+                end = topic.find(".", end + 1)
 
     def _send(self, channel: trio.MemorySendChannel[Event], event: Event) -> None:
         try:
@@ -78,6 +87,7 @@ class MemoryEventBus:
             self._exact.setdefault(pattern, set()).add(send)
         else:
             self._prefixed.setdefault(prefix, {})[send] = pattern
+            self._heads[prefix.partition(".")[0]] += 1
         try:
             async with receive:
                 yield receive
@@ -92,4 +102,8 @@ class MemoryEventBus:
                 del patterns[send]
                 if not patterns:
                     del self._prefixed[prefix]
+                head = prefix.partition(".")[0]
+                self._heads[head] -= 1
+                if not self._heads[head]:
+                    del self._heads[head]
             send.close()

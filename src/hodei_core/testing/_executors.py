@@ -32,6 +32,8 @@ class CallableExecutor:
     async def run(self, job: Job, logs: LogSink) -> int:
         """Call the function."""
         result = self._fn(job)
+        if type(result) is int:  # the usual case, without inspect's several isinstance checks
+            return result
         if inspect.isawaitable(result):
             result = await result
         return int(result)
