@@ -24,6 +24,7 @@ import trio
 
 from hodei_backends.sql import SqlStore, open_sql_store
 from hodei_backends.sql._compiled import Tx
+from hodei_backends.sql._rows import job_row
 from hodei_core import (
     Capacity,
     Job,
@@ -114,7 +115,7 @@ async def test_a_failed_batch_runs_each_operation_alone(tmp_path: Path) -> None:
         def breaks_the_batch(tx: Tx) -> str:
             calls["breaking"] += 1
             if calls["breaking"] == 1:
-                tx.cursor.execute("ROLLBACK")  # the batch's savepoints are gone with it
+                tx.cursor.execute("ROLLBACK")  # the batch's transaction is gone with it
             return "done"
 
         def adds_a_pipeline(tx: Tx) -> int:
@@ -272,3 +273,39 @@ async def test_two_processes_assigning_never_overfill_or_assign_twice(tmp_path: 
         assert sorted(per_worker.values()) == [SLOTS] * WORKERS
         queued = await store.list_jobs(JobQuery(states=frozenset({JobState.QUEUED}), limit=JOBS))
         assert len(queued) == JOBS - WORKERS * SLOTS
+
+
+async def test_an_operation_failing_after_it_wrote_is_undone_alone(tmp_path: Path) -> None:
+    """An operation of a batch that raises after writing leaves nothing behind; the others of
+    its batch keep their own outcomes."""
+    async with open_sql_store(_sqlite_url(tmp_path)) as store:
+        db = store._db  # the batching is what this test is about
+        statements = db.statements
+
+        def slow(tx: object) -> None:
+            time.sleep(0.2)  # keeps the writer busy while the next ones queue up together
+
+        def add(job_id: str, fail: bool) -> Callable[[Tx], None]:
+            def write(tx: Tx) -> None:
+                tx.run(statements.insert_job, job_row(Job(id=job_id, spec=JobSpec(script="t"))))
+                if fail:
+                    raise _Refused(job_id)
+
+            return write
+
+        outcomes: dict[str, object] = {}
+
+        async def run(job_id: str, fail: bool) -> None:
+            try:
+                outcomes[job_id] = await db.write(job_id, add(job_id, fail))
+            except _Refused as error:
+                outcomes[job_id] = error
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(db.write, "slow", slow)
+            await trio.testing.wait_all_tasks_blocked()
+            for job_id, fail in [("a", False), ("b", True), ("c", False)]:
+                nursery.start_soon(run, job_id, fail)
+        assert outcomes["a"] is None and outcomes["c"] is None
+        assert isinstance(outcomes["b"], _Refused)
+        assert sorted(job.id for job in await store.list_jobs(JobQuery())) == ["a", "c"]

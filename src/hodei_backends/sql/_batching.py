@@ -4,10 +4,10 @@ writes, one transaction.
 SQLite has a single writer, and on a small machine most of the cost of a store call is the trip
 to a worker thread and the commit, not the SQL. So the calls that wait while a batch runs are
 taken together by the next one: one ``trio.to_thread.run_sync`` for all of them, and for writes
-one ``BEGIN IMMEDIATE`` … ``COMMIT`` in which each operation is a savepoint of its own. An
-operation that raises is rolled back to its savepoint alone, and its exception goes to its caller
-only; if the batch's transaction itself fails, each operation runs again in a transaction of its
-own (change functions may be called more than once), so every caller gets its own outcome.
+one ``BEGIN IMMEDIATE`` … ``COMMIT``. An operation that raises before writing anything gets its
+exception alone; if one fails after writing, or the batch's transaction itself fails, the batch
+is rolled back and each operation runs again in a transaction of its own (change functions may
+be called more than once), so every caller gets its own outcome.
 
 A caller cancelled before its batch starts leaves it; once the batch runs, the caller waits for
 it, like ``trio.to_thread.run_sync``.

@@ -56,10 +56,12 @@ class Sql:
 class Tx:
     """A transaction's cursor, running compiled statements. Rows are plain tuples."""
 
-    __slots__ = ("cursor",)
+    __slots__ = ("cursor", "wrote")
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
+        #: Set by ``run`` and ``run_many`` (a batch needs to know whether an operation wrote).
+        self.wrote = False
 
     def rows(self, sql: Sql, params: Mapping[str, Any] = _NO_PARAMS) -> list[Any]:
         """Every row ``sql`` selects."""
@@ -74,6 +76,7 @@ class Tx:
 
     def run(self, sql: Sql, params: Mapping[str, Any] = _NO_PARAMS) -> int:
         """Run ``sql``; returns how many rows it changed."""
+        self.wrote = True
         self.cursor.execute(sql.text, sql.bind(params))
         count: int = self.cursor.rowcount
         return count
@@ -81,4 +84,5 @@ class Tx:
     def run_many(self, sql: Sql, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run ``sql`` once per item of ``rows``, in one driver call."""
         if rows:
+            self.wrote = True
             self.cursor.executemany(sql.text, [sql.bind(row) for row in rows])

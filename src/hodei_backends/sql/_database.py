@@ -6,7 +6,7 @@ pool, the dialects, the schema and the migrations; statements run on the driver'
 (``_compiled``).
 
 SQLite: the operations that arrive while a batch runs go together in the next one, one thread
-call and, for writes, one transaction in which each operation is a savepoint (``_batching``).
+call and, for writes, one transaction (``_batching``).
 One thread reads and one writes, which suits SQLite's single write lock.
 
 PostgreSQL: each operation is a transaction of its own, in a thread under a capacity limiter
@@ -35,7 +35,6 @@ from ._engine import (
     create_engine,
     is_memory,
     retryable,
-    storage_error,
     translate_errors,
 )
 from ._statements import Statements
@@ -47,6 +46,14 @@ log = logging.getLogger("hodei.sql")
 T = TypeVar("T")
 
 _ATTEMPTS = 3  # runs of a PostgreSQL transaction that keeps meeting a deadlock
+
+
+class _Undo(Exception):
+    """An operation of a batch raised after writing: the batch must be rolled back."""
+
+
+# what makes a batch run again, each operation alone
+_REDO: tuple[type[BaseException], ...] = (*DRIVER_ERRORS, _Undo)
 
 
 class Database:
@@ -180,32 +187,36 @@ class Database:
             op.result = outcome.capture(self.transact, op.what, op.fn, op.write, False)
             return
         try:
-            with self._transaction(any(op.write for op in batch)) as tx:
+            write = any(op.write for op in batch)
+            with self._transaction(write) as tx:
                 for op in batch:
                     op.result = self._run_in_batch(op, tx)
-        except DRIVER_ERRORS as error:
-            # The batch's own transaction failed (to begin, at a savepoint, or to commit): its
-            # work is undone. Each operation runs again alone, to get an outcome of its own.
-            log.debug("a batch of %d on %s failed: %s", len(batch), self.redacted_url, error)
+                if write and not tx.cursor.connection.in_transaction:
+                    # something ended the transaction early: what ran before is not in it
+                    raise _Undo("the batch's transaction ended before its commit")
+        except _REDO as error:
+            # The batch's transaction failed, or an operation must be undone alone: the whole
+            # batch is rolled back, and each operation runs again in a transaction of its own,
+            # to get an outcome of its own.
+            log.debug("a batch of %d on %s is run again: %r", len(batch), self.redacted_url, error)
             for op in batch:
                 op.result = outcome.capture(self.transact, op.what, op.fn, op.write, False)
 
-    def _run_in_batch(self, op: Operation[Any], tx: Tx) -> outcome.Outcome[Any]:
-        cursor = tx.cursor
-        if op.write:
-            cursor.execute("SAVEPOINT hodei_op")
+    @staticmethod
+    def _run_in_batch(op: Operation[Any], tx: Tx) -> outcome.Outcome[Any]:
+        # No savepoint per operation: two more statements per write cost more than the rare
+        # case they serve. An operation that raises before it wrote (a change function refusing
+        # a stale report, say) has nothing to undo; one that fails after writing, or with a
+        # driver error, undoes the whole batch (see _run_batch).
+        tx.wrote = False
         try:
-            value = op.fn(tx)
+            return outcome.Value(op.fn(tx))
+        except DRIVER_ERRORS:
+            raise
         except Exception as error:
-            if op.write:
-                cursor.execute("ROLLBACK TO hodei_op")
-                cursor.execute("RELEASE hodei_op")
-            if isinstance(error, DRIVER_ERRORS):
-                error = storage_error(op.what, self.url, error)
+            if tx.wrote:
+                raise _Undo(op.what) from error
             return outcome.Error(error)
-        if op.write:
-            cursor.execute("RELEASE hodei_op")
-        return outcome.Value(value)
 
     def dispose(self) -> None:
         """Close every connection of the pool, in this thread."""

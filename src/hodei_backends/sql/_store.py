@@ -29,9 +29,9 @@ DEFAULT_POOL_SIZE = 8
 class SqlStore(PipelinesRunsLogsMixin, WorkersMixin, JobsMixin):
     """A ``Store`` in a SQLite or PostgreSQL database; open one with ``open_sql_store``.
 
-    Each method is atomic, run in a worker thread: one transaction on PostgreSQL; on SQLite one
-    savepoint of the transaction that the calls arriving together share. Several processes may
-    share one database. Every method's contract is in ``hodei_core.ports.Store``.
+    Each method is atomic, run in a worker thread: one transaction on PostgreSQL; on SQLite part
+    of the transaction that the calls arriving together share (``_batching``). Several processes
+    may share one database. Every method's contract is in ``hodei_core.ports.Store``.
     """
 
     def __init__(self, db: Database) -> None:
