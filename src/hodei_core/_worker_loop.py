@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Sequence
+from typing import overload
 
 import attrs
 import trio
@@ -88,6 +90,30 @@ class _Running:
     cancelled: bool = False
 
 
+class _LiveRunning(Sequence[tuple[str, int]]):
+    """``WorkerLoop.running`` as it is whenever it is read, not as it was when handed over: an
+    in-process long-poll that waited a while must not ask to stop jobs that ended meanwhile."""
+
+    def __init__(self, running: dict[tuple[str, int], _Running]) -> None:
+        self._running = running
+
+    def _keys(self) -> list[tuple[str, int]]:
+        return [key for key, r in self._running.items() if not r.cancelled]
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, int]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, int]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, int] | list[tuple[str, int]]:
+        return self._keys()[index]
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._keys())
+
+
 class WorkerLoop:
     """Runs one worker against a ``ControlPlane`` with an ``Executor``.
 
@@ -110,6 +136,7 @@ class WorkerLoop:
         self.clock = clock
         self.worker: Worker | None = None
         self._running: dict[tuple[str, int], _Running] = {}
+        self._live_running = _LiveRunning(self._running)
         self._draining = False
         self._idle = trio.Event()
         #: set when some job has log output waiting to be sent
@@ -141,7 +168,7 @@ class WorkerLoop:
             task_status.started(self.worker)
             while not self._draining:
                 instructions = await self.control.poll(
-                    self.worker_id, self.running, self.settings.poll_timeout_s
+                    self.worker_id, self._live_running, self.settings.poll_timeout_s
                 )
                 self._obey(instructions, nursery)
             await self._idle.wait()

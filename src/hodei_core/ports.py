@@ -335,7 +335,8 @@ class ControlPlane(Protocol):
         """Wait until there are jobs assigned to the worker beyond the ``(job_id, attempt)``
         pairs it is ``running``, or some of those to stop, or a drain request, or until
         ``timeout_s`` passes; returns them (empty ``Instructions`` on timeout). A worker leaves
-        out of ``running`` the attempts it is already stopping."""
+        out of ``running`` the attempts it is already stopping. ``running`` may change while
+        the poll waits (the worker loop hands over a live view): read it when answering."""
 
     async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
         """The worker started this attempt.
