@@ -36,5 +36,6 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmarks under bench/, with their targets (pass a bench name to run one)."""
-    session.install("-e", ".")
+    # every backend, and the test suite's embedded PostgreSQL server that the SQL bench uses
+    session.install("-e", ".[test]")
     session.run("python", "-m", "bench", *session.posargs)
