@@ -30,6 +30,7 @@ from hodei_core import (
     Job,
     JobSpec,
     JobState,
+    Worker,
     WorkerRegistration,
 )
 from hodei_core.errors import JobNotFound, StorageError
@@ -309,3 +310,26 @@ async def test_an_operation_failing_after_it_wrote_is_undone_alone(tmp_path: Pat
         assert outcomes["a"] is None and outcomes["c"] is None
         assert isinstance(outcomes["b"], _Refused)
         assert sorted(job.id for job in await store.list_jobs(JobQuery())) == ["a", "c"]
+
+
+async def test_two_stores_registering_one_name_make_one_worker(postgres: PostgresServer) -> None:
+    """Two stores (two processes, say) registering the same names at once on PostgreSQL: the
+    loser of each race finds the winner's row and updates it, whichever batch it was in."""
+    url = await trio.to_thread.run_sync(postgres.own_database)
+    names = [f"agent-{n}" for n in range(20)]
+    results: list[tuple[Worker, bool, list[Job]]] = []
+    async with open_sql_store(url) as one, open_sql_store(url) as two:
+
+        async def register(store: SqlStore, name: str, n: int) -> None:
+            registration = WorkerRegistration(name=name)
+            results.append(await store.register_worker(registration, f"w-{n}", 1.0, lambda j: j))
+
+        async with trio.open_nursery() as nursery:
+            for n, name in enumerate(names):
+                nursery.start_soon(register, one, name, 2 * n)
+                nursery.start_soon(register, two, name, 2 * n + 1)
+        workers = await one.list_workers()
+    assert sorted(w.name for w in workers) == sorted(names)
+    assert sum(created for _, created, _ in results) == len(names)
+    by_name = {w.name: w.id for w in workers}
+    assert all(worker.id == by_name[worker.name] for worker, _, _ in results)

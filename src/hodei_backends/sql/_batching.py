@@ -1,13 +1,14 @@
-"""Group commit for SQLite: operations that arrive together share one thread call and, for
-writes, one transaction.
+"""Group commit: operations that arrive together share one thread call and, for writes, one
+transaction.
 
-SQLite has a single writer, and on a small machine most of the cost of a store call is the trip
-to a worker thread and the commit, not the SQL. So the calls that wait while a batch runs are
-taken together by the next one: one ``trio.to_thread.run_sync`` for all of them, and for writes
-one ``BEGIN IMMEDIATE`` … ``COMMIT``. An operation that raises before writing anything gets its
-exception alone; if one fails after writing, or the batch's transaction itself fails, the batch
-is rolled back and each operation runs again in a transaction of its own (change functions may
-be called more than once), so every caller gets its own outcome.
+On a small machine most of the cost of a store call is the trip to a worker thread and the
+commit (and, on PostgreSQL, the round trips of BEGIN and COMMIT), not the SQL. So the calls
+that wait while a batch runs are taken together by the next one: one
+``trio.to_thread.run_sync`` for all of them, and for writes one transaction. An operation that
+raises before writing anything gets its exception alone; if one fails after writing, or the
+batch's transaction itself fails, the batch is rolled back and each operation runs again in a
+transaction of its own (change functions may be called more than once), so every caller gets
+its own outcome.
 
 A caller cancelled before its batch starts leaves it; once the batch runs, the caller waits for
 it, like ``trio.to_thread.run_sync``.
@@ -34,12 +35,16 @@ MAX_BATCH = 256
 class Operation(Generic[T]):
     """One call waiting for a batch: ``fn(connection)``, whether it writes, and its outcome."""
 
-    __slots__ = ("fn", "result", "taken", "task", "what", "write")
+    __slots__ = ("fn", "result", "retry_unique", "taken", "task", "what", "write")
 
-    def __init__(self, what: str, fn: Callable[[Any], T], *, write: bool) -> None:
+    def __init__(
+        self, what: str, fn: Callable[[Any], T], *, write: bool, retry_unique: bool = False
+    ) -> None:
         self.what = what
         self.fn = fn
         self.write = write
+        #: whether, run alone, a unique violation makes it run again (see ``Database.write``)
+        self.retry_unique = retry_unique
         self.result: outcome.Outcome[T] | None = None
         self.taken = False
         self.task: trio.lowlevel.Task | None = None
@@ -53,9 +58,15 @@ class Batcher:
     run (in the store's nursery) for submitted operations to make progress.
     """
 
-    def __init__(self, run_batch: Callable[[list[Operation[Any]]], None], name: str) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Operation[Any]]], None],
+        name: str,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
         self._run_batch = run_batch
         self._name = name
+        self._limiter = limiter
         self._pending: list[Operation[Any]] = []
         self._wake = trio.Event()
         self._closed = False
@@ -91,7 +102,9 @@ class Batcher:
                     del self._pending[:MAX_BATCH]
                     for op in batch:
                         op.taken = True
-                    failure = await trio.to_thread.run_sync(outcome.capture, self._run_batch, batch)
+                    failure = await trio.to_thread.run_sync(
+                        outcome.capture, self._run_batch, batch, limiter=self._limiter
+                    )
                     cause = failure.error if isinstance(failure, outcome.Error) else None
                     self._finish(batch, cause)
                     batch = []

@@ -5,12 +5,11 @@ SQLAlchemy's engine is synchronous, so each store operation is a function of a t
 pool, the dialects, the schema and the migrations; statements run on the driver's cursor
 (``_compiled``).
 
-SQLite: the operations that arrive while a batch runs go together in the next one, one thread
-call and, for writes, one transaction (``_batching``).
-One thread reads and one writes, which suits SQLite's single write lock.
-
-PostgreSQL: each operation is a transaction of its own, in a thread under a capacity limiter
-the size of the connection pool, and runs again after a deadlock.
+The operations that arrive while a batch runs go together in the next one: one thread call
+and, for writes, one transaction (``_batching``). One thread reads and one writes, which suits
+SQLite's single write lock, and spares PostgreSQL a BEGIN and a COMMIT round trip per
+operation. An operation that has to run alone (its batch failed) runs in a transaction of its
+own, again after a deadlock on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ class Database:
 
     Args:
         url: the database URL (kept for messages, which show it redacted).
-        pool_size: how many connections (and threads) may work at once on PostgreSQL.
+        pool_size: the size of the connection pool (and the most threads working at once).
 
     Raises:
         StorageError: the engine could not be made.
@@ -80,16 +79,13 @@ class Database:
         self.statements = Statements(engine.dialect)
         self._sqlite = self.dialect == "sqlite"
         self._postgresql = self.dialect == "postgresql"
-        self._limiter = trio.CapacityLimiter(pool_size)  # PostgreSQL's threads
-        # SQLite: group commit. One batcher for the one connection of sqlite://, else one for
-        # reads and one for the single writer (SQLite has one write lock: more writer threads
-        # would only queue for it, each sleeping in SQLite's busy handler).
-        self._readers: Batcher | None = None
-        self._writers: Batcher | None = None
-        if self._sqlite:
-            self._writers = Batcher(self._run_batch, "write")
-            memory = is_memory(engine)
-            self._readers = self._writers if memory else Batcher(self._run_batch, "read")
+        # Group commit: one batcher for the one connection of sqlite://, else one for reads and
+        # one for writes (SQLite has one write lock: more writer threads would only queue for
+        # it, each sleeping in SQLite's busy handler). The limiter bounds the threads at once.
+        limiter = trio.CapacityLimiter(max(2, pool_size))
+        self._writers = Batcher(self._run_batch, "write", limiter)
+        memory = self._sqlite and is_memory(engine)
+        self._readers = self._writers if memory else Batcher(self._run_batch, "read", limiter)
         self.closed = False
 
     # -- the async side --
@@ -111,16 +107,12 @@ class Database:
         if self.closed:
             raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
         batcher = self._writers if write else self._readers
-        if batcher is not None:
-            return await batcher.submit(Operation(what, fn, write=write))
-        return await trio.to_thread.run_sync(
-            self.transact, what, fn, write, retry_unique, limiter=self._limiter
-        )
+        return await batcher.submit(Operation(what, fn, write=write, retry_unique=retry_unique))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the batches of operations (SQLite) until cancelled; store calls need it."""
+        """Run the batches of operations until cancelled; store calls need it."""
         async with trio.open_nursery() as nursery:
-            for batcher in {id(b): b for b in (self._readers, self._writers) if b}.values():
+            for batcher in {id(b): b for b in (self._readers, self._writers)}.values():
                 await nursery.start(batcher.serve)
             task_status.started()
 
@@ -184,14 +176,14 @@ class Database:
         """Run a batch of operations in this thread, setting each one's outcome."""
         if len(batch) == 1:
             op = batch[0]
-            op.result = outcome.capture(self.transact, op.what, op.fn, op.write, False)
+            op.result = outcome.capture(self._run_alone, op)
             return
         try:
             write = any(op.write for op in batch)
             with self._transaction(write) as tx:
                 for op in batch:
                     op.result = self._run_in_batch(op, tx)
-                if write and not tx.cursor.connection.in_transaction:
+                if self._sqlite and write and not tx.cursor.connection.in_transaction:
                     # something ended the transaction early: what ran before is not in it
                     raise _Undo("the batch's transaction ended before its commit")
         except _REDO as error:
@@ -200,7 +192,10 @@ class Database:
             # to get an outcome of its own.
             log.debug("a batch of %d on %s is run again: %r", len(batch), self.redacted_url, error)
             for op in batch:
-                op.result = outcome.capture(self.transact, op.what, op.fn, op.write, False)
+                op.result = outcome.capture(self._run_alone, op)
+
+    def _run_alone(self, op: Operation[T]) -> T:
+        return self.transact(op.what, op.fn, op.write, op.retry_unique)
 
     @staticmethod
     def _run_in_batch(op: Operation[Any], tx: Tx) -> outcome.Outcome[Any]:
