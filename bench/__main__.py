@@ -7,7 +7,14 @@ import sys
 
 from ._common import report
 
-BENCHES = ["engine_throughput", "hodei_run", "memory_footprint", "sql_throughput", "http_dispatch"]
+BENCHES = [
+    "engine_throughput",
+    "hodei_run",
+    "memory_footprint",
+    "sql_throughput",
+    "http_dispatch",
+    "http_longpoll",
+]
 
 
 def main(names: list[str]) -> int:

@@ -20,6 +20,7 @@ from ._auth import Agent, Authenticator, Caller, Tenant, WorkerCaller
 from ._body import JSON_TYPES, check_media_type, parse_json, read_body
 from ._errors import ApiError, api_error_from, error_response
 from ._metrics import Metrics
+from ._polls import WaitingPolls
 from ._requests import structure
 from ._settings import ServerSettings
 
@@ -58,6 +59,7 @@ class Api:
     settings: ServerSettings
     auth: Authenticator
     metrics: Metrics
+    polls: WaitingPolls = attrs.field(factory=WaitingPolls)
 
     @property
     def max_wait_s(self) -> float:

@@ -74,7 +74,8 @@ def create_app(hodei: Hodei, settings: ServerSettings) -> Starlette:
     """The HTTP API of DESIGN §6 over ``hodei``.
 
     The caller runs ``hodei.run`` (the scheduler and the reaper) alongside; the app's lifespan
-    only counts job events for ``/metrics``. ``app.state.api`` holds what the routes share.
+    only counts job events for ``/metrics`` and wakes the long-polls the bus failed to wake.
+    ``app.state.api`` holds what the routes share.
 
     Args:
         hodei: the engine to serve.
@@ -86,6 +87,7 @@ def create_app(hodei: Hodei, settings: ServerSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with trio.open_nursery() as nursery:
             await nursery.start(api.metrics.collect, hodei)
+            await nursery.start(api.polls.sweep, hodei)
             yield
             nursery.cancel_scope.cancel()
 

@@ -40,7 +40,7 @@ def run_server(flags: dict[str, object], environ: dict[str, str]) -> int:
 
     from hodei_core.errors import HodeiError  # noqa: PLC0415
 
-    from ._serve import serve  # noqa: PLC0415
+    from ._serve import collector_tuned_for_serving, serve  # noqa: PLC0415
     from ._settings import SettingsError, load_settings  # noqa: PLC0415
 
     try:
@@ -50,7 +50,8 @@ def run_server(flags: dict[str, object], environ: dict[str, str]) -> int:
         return 2
     status = 0
     try:
-        trio.run(serve, settings)
+        with collector_tuned_for_serving():
+            trio.run(serve, settings)
     except* HodeiError as group:  # an unknown store or bus scheme, a missing driver
         print(f"hodei server: {_first(group)}", file=sys.stderr)
         status = 2

@@ -3,8 +3,8 @@
 
 The long-poll subscribes to the worker's bus topics *before* it reads the store, so that an
 assignment made between the read and the wait still wakes it: it answers within milliseconds of
-``JobAssigned``. The store is read again every few seconds regardless, since the bus may drop
-an event (DESIGN §3).
+``JobAssigned``. It reads the store again only when woken: by the bus, or, should the bus drop
+an event (DESIGN §3), by the process's sweep for assigned jobs (``WaitingPolls``).
 """
 
 from __future__ import annotations
@@ -36,9 +36,6 @@ from ._requests import (
 from ._wire import heartbeat_json, instructions_json, job_json, worker_json
 
 __all__ = ["agent_endpoints"]
-
-# How often a waiting long-poll reads the store without having been woken (the bus may drop).
-_RECHECK_S = 5.0
 
 
 async def register(api: Api, request: Request, caller: Agent) -> Response:
@@ -82,11 +79,12 @@ async def _instructions(
             instructions = await workers.instructions(worker, running)
             if instructions.jobs or instructions.cancel or instructions.drain:
                 return instructions
-            now = trio.current_time()
-            if now >= deadline:
-                return None
-            with trio.move_on_at(min(deadline, now + _RECHECK_S)):
+            # until the bus or the sweep wakes this poll (the sweep cancels `wait`)
+            with trio.move_on_at(deadline) as wait, api.polls.waiting(worker_id, wait):
                 await inbox.receive()
+            if trio.current_time() >= deadline:
+                # no read for what came at the last moment: the agent's next poll does it first
+                return None
 
 
 async def _until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
