@@ -77,6 +77,10 @@ class Scheduler:
         """One pass; returns how many jobs were assigned."""
         self.passes += 1
         store = self._ctx.store
+        # an empty queue is the common case at rest (the safety-net pass every interval_s):
+        # one indexed read answers it, where reading a large idle fleet would not be cheap
+        if not await store.queued_jobs(1):
+            return 0
         views = await store.worker_views(with_room=True)
         free = sum(view.free_slots for view in views)
         if not views:

@@ -100,8 +100,11 @@ class WorkerManagement:
         Only what the worker does not know yet is said, so that a worker polling in a loop is
         not woken again and again by the same instruction.
         """
-        active = await self._ctx.store.active_jobs(worker.id)
         held = set(running)
+        if not include_jobs and not held:
+            # a heartbeat of an idle worker: nothing to stop, and no job to read
+            return Instructions(drain=worker.state is WorkerState.DRAINING)
+        active = await self._ctx.store.active_jobs(worker.id)
         jobs = []
         current = {}
         for job in active:
