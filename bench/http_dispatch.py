@@ -46,6 +46,7 @@ SUBMITTERS = 8
 LOG_LINES = 100
 _ENDS = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 _LIVE = "queued,assigned,running,cancelling"
+_REPO = Path(__file__).resolve().parent.parent
 
 
 def _free_port() -> int:
@@ -56,7 +57,10 @@ def _free_port() -> int:
 
 
 def _spawn(tmp: Path, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    """A Python process in ``tmp``, its output in ``tmp/NAME.log``; this repository on its
+    path so that processes can import ``bench``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
     with (tmp / f"{name}.log").open("ab") as output:
         return subprocess.Popen(
             [sys.executable, *argv],
@@ -66,6 +70,16 @@ def _spawn(tmp: Path, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
             env=env,
             cwd=tmp,
         )
+
+
+def _write_config(tmp: Path) -> Path:
+    """A server configuration in ``tmp``: a SQLite file there, and the fixed tokens."""
+    config = tmp / "hodei.toml"
+    config.write_text(
+        f'[server]\nstore = "sqlite:///{tmp}/hodei.db"\nagent_token = "{AGENT_TOKEN}"\n\n'
+        f'[tenants.bench]\ntoken = "{TENANT_TOKEN}"\n'
+    )
+    return config
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -96,11 +110,7 @@ async def _cluster() -> AsyncIterator[httpx.AsyncClient]:
     """A server on SQLite in a temp dir and its agents; yields a client of the tenant."""
     with tempfile.TemporaryDirectory(prefix="hodei-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        config = tmp / "hodei.toml"
-        config.write_text(
-            f'[server]\nstore = "sqlite:///{tmp}/hodei.db"\nagent_token = "{AGENT_TOKEN}"\n\n'
-            f'[tenants.bench]\ntoken = "{TENANT_TOKEN}"\n'
-        )
+        config = _write_config(tmp)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         processes: list[subprocess.Popen[bytes]] = []

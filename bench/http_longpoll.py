@@ -63,32 +63,23 @@ import httpx
 import trio
 
 from ._common import Result, percentile, repeat
-from .http_dispatch import AGENT_TOKEN, TENANT_TOKEN, _free_port, _stop, _until
+from .http_dispatch import (
+    AGENT_TOKEN,
+    TENANT_TOKEN,
+    _free_port,
+    _spawn,
+    _stop,
+    _until,
+    _write_config,
+)
 
 AGENTS = 1_000
 CLIENTS = 2  # client processes; the agents are split evenly among them
 READS = 500
 READ_INTERVAL_S = 0.02
 REGISTERING = 32  # registrations in progress at once, per client process
-_REPO = Path(__file__).resolve().parent.parent
 # What hypercorn, trio or the app write when something went wrong (access logs are off).
 _ERROR_LINE = re.compile(r"Traceback|\bERROR\b|Too many open files|Errno")
-
-
-def _spawn(tmp: Path, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-    """A Python process in ``tmp``, its output in ``tmp/NAME.log``; this repository on its
-    path so that the client processes can import ``bench``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
-    with (tmp / f"{name}.log").open("ab") as output:
-        return subprocess.Popen(
-            [sys.executable, *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp,
-        )
 
 
 def _raise_open_files_limit(needed: int) -> None:
@@ -410,11 +401,7 @@ async def _measure() -> dict[str, float]:
     _raise_open_files_limit(2 * AGENTS + 1024)
     with tempfile.TemporaryDirectory(prefix="hodei-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        config = tmp / "hodei.toml"
-        config.write_text(
-            f'[server]\nstore = "sqlite:///{tmp}/hodei.db"\nagent_token = "{AGENT_TOKEN}"\n\n'
-            f'[tenants.bench]\ntoken = "{TENANT_TOKEN}"\n'
-        )
+        config = _write_config(tmp)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         processes: list[subprocess.Popen[bytes]] = []
