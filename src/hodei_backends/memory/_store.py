@@ -31,6 +31,8 @@ from hodei_core._model_workers import fits
 from hodei_core.errors import JobNotFound, PipelineNotFound, RunNotFound, WorkerNotFound
 from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
 
+from ._logs import Logs
+
 __all__ = ["MemoryStore"]
 
 _checkpoint = trio.lowlevel.checkpoint_if_cancelled
@@ -57,15 +59,6 @@ class _Usage:
 _NO_USAGE = _Usage()
 
 
-class _AttemptLog:
-    __slots__ = ("chunks", "in_order", "seqs")
-
-    def __init__(self) -> None:
-        self.chunks: list[LogChunk] = []
-        self.seqs: set[int] = set()
-        self.in_order = True
-
-
 class MemoryStore:
     """A ``Store`` held in this process's memory. Fast, and gone when the process ends."""
 
@@ -89,7 +82,7 @@ class MemoryStore:
         self._worker_names: dict[str, str] = {}
         self._pipelines: dict[str, Pipeline] = {}
         self._runs: dict[str, Run] = {}
-        self._logs: dict[tuple[str, int], _AttemptLog] = {}
+        self._logs = Logs()
 
     def __repr__(self) -> str:
         return f"<MemoryStore jobs={len(self._jobs)} workers={len(self._workers)}>"
@@ -187,7 +180,7 @@ class MemoryStore:
         after = change(before)
         self._put(before, after)
         if chunks:
-            self._append(job_id, before.attempt, chunks)
+            self._logs.append(job_id, before.attempt, chunks)
         return before, after
 
     async def queued_jobs(self, limit: int) -> list[Job]:
@@ -404,29 +397,10 @@ class MemoryStore:
 
     async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
         await _checkpoint()
-        self._append(job_id, attempt, chunks)
-
-    def _append(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
-        log = self._logs.get((job_id, attempt))
-        if log is None:
-            log = self._logs[(job_id, attempt)] = _AttemptLog()
-        for chunk in chunks:
-            if chunk.seq in log.seqs:
-                continue
-            if log.chunks and chunk.seq < log.chunks[-1].seq:
-                log.in_order = False
-            log.seqs.add(chunk.seq)
-            log.chunks.append(chunk)
+        self._logs.append(job_id, attempt, chunks)
 
     async def read_logs(
         self, job_id: str, attempt: int, from_seq: int = 0, limit: int | None = None
     ) -> list[LogChunk]:
         await _checkpoint()
-        log = self._logs.get((job_id, attempt))
-        if log is None:
-            return []
-        if not log.in_order:
-            log.chunks.sort(key=lambda c: c.seq)
-            log.in_order = True
-        out = [c for c in log.chunks if c.seq >= from_seq] if from_seq else list(log.chunks)
-        return out if limit is None else out[:limit]
+        return self._logs.read(job_id, attempt, from_seq, limit)
