@@ -8,7 +8,7 @@ fields that go with each move. They are pure, so a store can run them inside its
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -67,18 +67,42 @@ WORKER_TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 }
 
 
-# ``attrs.evolve`` looks the class's fields up and reads them one by one on every call; a job
-# moves four times or more in its life, so its field names are kept at hand and read at once.
+# ``attrs.evolve`` looks the class's fields up, gathers them into keyword arguments and runs the
+# generated ``__init__``; a job moves four times or more in its life, and that was the costliest
+# step of a move. A job has no validators or converters, so a copy only needs its slots set:
+# ``_new_job`` takes every field positionally and sets each slot directly.
 _JOB_FIELDS = tuple(a.name for a in attrs.fields(Job))
-assert all(a.init and a.alias == a.name for a in attrs.fields(Job)), "evolve_job needs plain fields"
+assert all(
+    a.init and a.alias == a.name and a.validator is None and a.converter is None
+    for a in attrs.fields(Job)
+), "evolve_job copies slots: Job must keep plain fields"
+_JOB_INDEX = {name: i for i, name in enumerate(_JOB_FIELDS)}
 _job_values = operator.attrgetter(*_JOB_FIELDS)
+
+
+def _job_maker() -> Callable[..., Job]:
+    # The one piece of generated code here: a positional constructor, written out once.
+    names = ", ".join(_JOB_FIELDS)
+    lines = [f"def new_job({names}):", "    job = new(Job)"]
+    lines += [f"    set_{name}(job, {name})" for name in _JOB_FIELDS]
+    lines.append("    return job")
+    scope: dict[str, Any] = {"new": object.__new__, "Job": Job}
+    scope.update({f"set_{name}": getattr(Job, name).__set__ for name in _JOB_FIELDS})
+    exec("\n".join(lines), scope)  # the text is built from the field names only
+    maker: Callable[..., Job] = scope["new_job"]
+    return maker
+
+
+_new_job = _job_maker()
 
 
 def evolve_job(job: Job, changes: dict[str, Any]) -> Job:
     """``attrs.evolve(job, **changes)``, faster."""
-    values = dict(zip(_JOB_FIELDS, _job_values(job), strict=True))
-    values.update(changes)
-    return Job(**values)
+    values = list(_job_values(job))
+    index = _JOB_INDEX
+    for name, value in changes.items():
+        values[index[name]] = value
+    return _new_job(*values)
 
 
 def transition_job(job: Job, to: JobState, **changes: Any) -> Job:

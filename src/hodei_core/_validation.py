@@ -104,14 +104,13 @@ def spec_problems(spec: JobSpec, path: str = "") -> list[Problem]:
     elif spec.command is not None and spec.script is not None:
         problems.append(Problem(path, "set only one of 'command' and 'script', not both"))
     if spec.command is not None:
-        command_at = _at(path, "command")
         if not spec.command:
             add("command", "must not be empty")
         elif spec.command[0] == "":
             add("command[0]", "the program name must not be empty")
         for i, arg in enumerate(spec.command):
             if not isinstance(arg, str) or "\0" in arg:  # (the path is made only when needed)
-                problem = _string_problem(arg, f"{command_at}[{i}]")
+                problem = _string_problem(arg, f"{_at(path, 'command')}[{i}]")
                 if problem is not None:
                     problems.append(problem)
     if spec.script is not None:
@@ -120,12 +119,16 @@ def spec_problems(spec: JobSpec, path: str = "") -> list[Problem]:
             problem = Problem(_at(path, "script"), "must not be blank")
         if problem is not None:
             problems.append(problem)
-    problems += _variables_problems(spec.env, _at(path, "env"))
-    problems += _variables_problems(spec.secrets, _at(path, "secrets"))
+    # (every submission comes through here: the paths below are made only when needed)
+    if spec.env:
+        problems += _variables_problems(spec.env, _at(path, "env"))
+    if spec.secrets:
+        problems += _variables_problems(spec.secrets, _at(path, "secrets"))
     # A frozenset has no order and no index: sort so that the output is reproducible.
-    for label in sorted(spec.labels, key=repr):
-        if not isinstance(label, str) or not label.strip():
-            add("labels", f"{label!r} is not a valid label")
+    if spec.labels:
+        for label in sorted(spec.labels, key=repr):
+            if not isinstance(label, str) or not label.strip():
+                add("labels", f"{label!r} is not a valid label")
     cpu, memory_mb = spec.resources.cpu, spec.resources.memory_mb
     if not _is_number(cpu) or not math.isfinite(cpu) or cpu < 0:
         add("resources.cpu", f"must be a number >= 0, got {_show(cpu)}")
