@@ -3,16 +3,19 @@
 
 The server is a real process, as ``http_dispatch`` starts it (``python -m hodei_backends._cli
 server`` with a TOML config and fixed tokens), with its default pace: agents are told to
-heartbeat every 5 s and to long-poll for 25 s, and a worker silent for 30 s is lost.
+heartbeat every 5 s (stretched as the fleet grows, up to 10 s for 1,000 agents: see
+``hodei_http.Api.heartbeat_interval_s``) and to long-poll for 25 s, and a worker silent for
+30 s is lost.
 
 The 1,000 agents are simulated by ``CLIENTS`` client processes (this module run as a script),
 each agent speaking the agent protocol as ``hodei agent`` does over two keep-alive
 connections of its own, one for its long-polls and one for its heartbeats: it registers
 (``POST /api/v1/workers``), then long-polls (``POST /api/v1/workers/{id}/poll``) again as
-soon as a poll ends and heartbeats at the pace the registration answer asks for. So the
-server holds 2,000 connections and 1,000 waiting polls, and answers ~40 polls and ~200
-heartbeats a second, as it would with real agents. The clients speak raw HTTP/1.1 (h11 over
-trio sockets), much cheaper than httpx, so that their CPU does not eat into the server's.
+soon as a poll ends and heartbeats at the pace the registration answer, then each heartbeat
+answer, asks for. So the server holds 2,000 connections and 1,000 waiting polls, and answers
+~40 polls and ~100 heartbeats a second, as it would with real agents. The clients speak raw
+HTTP/1.1 (h11 over trio sockets), much cheaper than httpx, so that their CPU does not eat
+into the server's.
 Each agent's first poll waits a random 1-25 s and its first heartbeat comes after a random
 fraction of the interval, so that the fleet's calls are spread over time as those of agents
 started at different times would be, rather than coming in one wave.
@@ -247,8 +250,12 @@ async def _heartbeats(
     await trio.sleep(random.uniform(0, interval_s))  # spread the fleet over the interval
     target = f"/api/v1/workers/{worker_id}/heartbeat"
     while True:
-        await _call(connection, stats, "heartbeat", "POST", target, token, {"running": []})
+        _, answer = await _call(
+            connection, stats, "heartbeat", "POST", target, token, {"running": []}
+        )
         stats.heartbeats += 1
+        if answer is not None:  # the pace the server asks for, as a real agent keeps it
+            interval_s = answer["heartbeat_interval_s"]
         await trio.sleep(interval_s)
 
 

@@ -70,6 +70,7 @@ class _Instructions:
 class _Heartbeat:
     cancel: list[_Pair]
     drain: bool
+    heartbeat_interval_s: float | None = None  # (servers before the pace could change)
 
 
 def _strict(kind: type, check: Callable[[object], bool]) -> Callable[[object, Any], Any]:
@@ -165,14 +166,18 @@ def instructions_from(doc: object) -> Instructions:
 
 
 def heartbeat_from(doc: object) -> Instructions:
-    """The answer to a heartbeat (what to stop, whether to drain).
+    """The answer to a heartbeat (what to stop, whether to drain, the pace from now on).
 
     Raises:
         BadAnswer: it is not one.
     """
     wire = _structure(doc, _Heartbeat, "heartbeat answer")
+    interval = wire.heartbeat_interval_s
     return Instructions(
-        cancel=frozenset((p.job_id, p.attempt) for p in wire.cancel), drain=wire.drain
+        cancel=frozenset((p.job_id, p.attempt) for p in wire.cancel),
+        drain=wire.drain,
+        # whatever the server says, beat neither in a busy loop nor once in a blue moon
+        heartbeat_interval_s=None if interval is None else min(max(interval, 0.1), 600.0),
     )
 
 

@@ -191,9 +191,13 @@ class WorkerLoop:
                 nursery.start_soon(self._run_job, running)
 
     async def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval_s
         while True:
-            await trio.sleep(self.settings.heartbeat_interval_s)
+            await trio.sleep(interval)
             instructions = await self.control.heartbeat(self.worker_id, self.running)
+            # the server sets the pace: it slows a large fleet down to keep up with it
+            if instructions.heartbeat_interval_s is not None:
+                interval = instructions.heartbeat_interval_s
             self._obey(attrs.evolve(instructions, jobs=()), None)
 
     async def _flush_logs(self) -> None:

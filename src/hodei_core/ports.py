@@ -68,11 +68,13 @@ class JobQuery:
 @attrs.frozen
 class Instructions:
     """What the server wants from a worker: jobs to run, ``(job_id, attempt)`` pairs to stop,
-    and whether to drain."""
+    whether to drain, and (in a heartbeat's answer) the pace of its heartbeats from now on."""
 
     jobs: tuple[Job, ...] = ()
     cancel: frozenset[tuple[str, int]] = frozenset()
     drain: bool = False
+    #: seconds until the next heartbeat; None keeps the worker's current pace
+    heartbeat_interval_s: float | None = None
 
 
 class Store(Protocol):
@@ -327,7 +329,8 @@ class ControlPlane(Protocol):
 
     async def heartbeat(self, worker_id: str, running: Sequence[tuple[str, int]]) -> Instructions:
         """Say the worker is alive and runs these ``(job_id, attempt)``; returns the jobs it
-        must cancel (including any it runs that are no longer its own) and the drain flag."""
+        must cancel (including any it runs that are no longer its own), the drain flag, and
+        possibly a new heartbeat pace (a server stretches it as its fleet grows)."""
 
     async def poll(
         self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float

@@ -51,6 +51,10 @@ ID = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
 _WHO = {Tenant: "tenants (an API token)", Agent: "the agent token", WorkerCaller: "workers"}
 
 
+#: the fleet-wide heartbeat rate a large fleet is slowed down to (see Api.heartbeat_interval_s)
+_FLEET_BEATS_PER_S = 50.0
+
+
 @attrs.frozen
 class Api:
     """The engine and what the server adds around it."""
@@ -60,6 +64,21 @@ class Api:
     auth: Authenticator
     metrics: Metrics
     polls: WaitingPolls = attrs.field(factory=WaitingPolls)
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """The heartbeat pace agents are asked to keep now.
+
+        Every heartbeat is a request, and a large fleet's heartbeats crowd out everyone else's
+        (``bench/http_longpoll.py``: 1,000 agents beating every 5 s took most of a core). The
+        pace stretches with the number of agents long-polling this process, for about
+        ``_FLEET_BEATS_PER_S`` heartbeats a second in all: from ``heartbeat_interval_s`` at
+        least to a third of ``lost_after_s`` at most, so that a worker may miss two beats in a
+        row and still not be lost.
+        """
+        settings = self.settings
+        stretched = min(self.metrics.polls_waiting / _FLEET_BEATS_PER_S, settings.lost_after_s / 3)
+        return max(settings.heartbeat_interval_s, stretched)
 
     @property
     def max_wait_s(self) -> float:

@@ -35,9 +35,10 @@ validation problem with its `path` (e.g. `steps[2].depends_on[0]`).
 `Instructions` or 204) → for each job: `start` {attempt} → `logs` {attempt, chunks} (batches,
 `seq` counting 0, 1, 2… per attempt, resends ignored) → `finish` {attempt, exit_code…,
 log_chunks} }, `heartbeat` every `heartbeat_interval_s` with the attempts it runs (the answer
-names attempts to stop and whether to drain), `leave` when drained. A 409 on a job report
-(`stale_attempt`, `already_finished`) or a 404 means the attempt is no longer this worker's:
-stop it and drop its results. Resending any report after a network error is safe.
+names attempts to stop, whether to drain, and the pace from now on), `leave` when drained. A
+409 on a job report (`stale_attempt`, `already_finished`) or a 404 means the attempt is no
+longer this worker's: stop it and drop its results. Resending any report after a network
+error is safe.
 """
 
 

@@ -127,7 +127,8 @@ class ServerSettings:
         secret: key of the HMAC that derives each worker's token from its id.
         max_body_bytes: largest request body accepted (413 beyond).
         lost_after_s: silence after which a worker is lost.
-        heartbeat_interval_s: how often agents are asked to heartbeat.
+        heartbeat_interval_s: how often agents are asked to heartbeat, at least (a large
+            fleet is asked to beat less often: see ``Api.heartbeat_interval_s``).
         poll_wait_s: the long-poll wait agents are told to use; also the cap for ``?wait=``
             is ``max(60, poll_wait_s)``.
         generated_tokens: tokens made up for this start, ``(what, token)``, to print once.

@@ -65,6 +65,8 @@ class FakeServer:
     logs: dict[tuple[str, int], dict[int, str]] = attrs.Factory(dict)
     requests: list[httpx.Request] = attrs.Factory(list)
     poll_answers: list[dict[str, Any]] = attrs.Factory(list)
+    heartbeat_interval_s: Any = 5.0  # the pace its heartbeat answers ask for
+    heartbeats: list[float] = attrs.Factory(list)  # when each heartbeat arrived (trio time)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -153,7 +155,9 @@ class FakeServer:
 
     def _worker_call(self, what: str, request: httpx.Request) -> httpx.Response:
         if what == "heartbeat":
-            return _json(200, {"cancel": [], "drain": False, "heartbeat_interval_s": 5.0})
+            self.heartbeats.append(trio.current_time())
+            pace = self.heartbeat_interval_s
+            return _json(200, {"cancel": [], "drain": False, "heartbeat_interval_s": pace})
         if what == "poll":
             if self.poll_answers:
                 return _json(200, self.poll_answers.pop(0))

@@ -183,7 +183,7 @@ async def test_a_forgotten_token_registers_again_keeping_the_running_jobs(
         await control.poll("wrk-1", [("job-1", 1), ("job-2", 1)], 0)
         server.forget_tokens()  # a server restarted with a new key
         instructions = await control.heartbeat("wrk-1", [("job-1", 1)])
-        assert instructions == Instructions()
+        assert instructions == Instructions(heartbeat_interval_s=5.0)
         assert len(server.registrations) == 2
         again = server.registrations[-1]
         assert again["name"] == "w1"
@@ -312,3 +312,22 @@ async def test_a_poll_that_fails_after_its_deadline_returns_empty(autojump_clock
     async with HttpControlPlane("http://hodei.test", AGENT_TOKEN, transport=transport) as control:
         await control.register(WorkerRegistration(name="w1"))
         assert await control.poll("wrk-1", [], 25) == Instructions()
+
+
+async def test_the_worker_keeps_the_heartbeat_pace_the_server_asks_for(
+    autojump_clock: Clock,
+) -> None:
+    server = FakeServer(heartbeat_interval_s=12.0)
+    async with connected(server) as control:
+        loop = WorkerLoop(control, _Talker(), WorkerRegistration(name="w1"))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(loop.run)
+            await trio.sleep(42)  # 5 s (the pace it started with), then 12 s apart
+            first = server.heartbeats[0]
+            assert [round(b - first, 3) for b in server.heartbeats] == [0, 12, 24, 36]
+            server.heartbeat_interval_s = 0  # nonsense is kept within bounds, not obeyed
+            await trio.sleep(12)
+            assert round(server.heartbeats[-1] - server.heartbeats[-2], 3) == 0.1
+            server.heartbeat_interval_s = 3.0
+            loop.drain()
+            control.interrupt_poll()

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import trio
 import trio.testing
+from starlette.applications import Starlette
 
 from hodei_core import Hodei, JobState
 
@@ -298,3 +299,24 @@ async def test_worker_tokens_are_scoped(
     assert (
         await client.post(f"/api/v1/workers/{owner}/heartbeat", headers=forged)
     ).status_code == 401
+
+
+async def test_a_large_fleet_is_asked_to_heartbeat_less_often(
+    client: httpx.AsyncClient, app: Starlette, register: Register
+) -> None:
+    worker_id, headers = await register()
+
+    async def pace() -> float:
+        beat = await client.post(f"/api/v1/workers/{worker_id}/heartbeat", headers=headers)
+        assert beat.status_code == 200
+        interval: float = beat.json()["heartbeat_interval_s"]
+        return interval
+
+    metrics = app.state.api.metrics
+    assert await pace() == 5.0  # a small fleet keeps the configured pace
+    metrics.polls_waiting = 400  # agents long-polling this server: 50 beats a second at 8 s
+    assert await pace() == 8.0
+    again = await client.post("/api/v1/workers", json={"name": "w1"}, headers=auth(AGENT))
+    assert again.json()["heartbeat_interval_s"] == 8.0  # also what a registration is told
+    metrics.polls_waiting = 100_000  # but never so slow that a worker is lost between beats
+    assert await pace() == 10.0  # a third of lost_after_s
