@@ -26,7 +26,9 @@ class MemoryEventBus:
     def __init__(self, buffer: int = 1024) -> None:
         self._buffer = buffer
         self._exact: dict[str, set[trio.MemorySendChannel[Event]]] = {}
-        self._prefixed: dict[str, dict[trio.MemorySendChannel[Event], str]] = {}
+        # pattern of each subscription filed under a prefix; None for "<prefix>.>", which
+        # matches every topic filed there (a worker's inbox is one: the common case)
+        self._prefixed: dict[str, dict[trio.MemorySendChannel[Event], str | None]] = {}
         # the first token of each key of _prefixed, counted: what a publish looks at first
         self._heads: Counter[str] = Counter()
         self.dropped = 0  # events a full subscriber missed; visible to tests and metrics
@@ -60,7 +62,7 @@ class MemoryEventBus:
                 patterns = prefixed.get(prefix)
                 if patterns:
                     for channel, pattern in patterns.items():
-                        if topic_matches(pattern, topic):
+                        if pattern is None or topic_matches(pattern, topic):
                             self._send(channel, event)
                 if end < 0:
                     break
@@ -86,7 +88,10 @@ class MemoryEventBus:
         if literal:
             self._exact.setdefault(pattern, set()).add(send)
         else:
-            self._prefixed.setdefault(prefix, {})[send] = pattern
+            # a topic is looked for under each prefix that ends before one of its dots, so
+            # under "<prefix>" it always has a token more: "<prefix>.>" needs no matching
+            everything_below = wild == [len(tokens) - 1] and tokens[-1] == ">" and bool(prefix)
+            self._prefixed.setdefault(prefix, {})[send] = None if everything_below else pattern
             self._heads[prefix.partition(".")[0]] += 1
         try:
             async with receive:
