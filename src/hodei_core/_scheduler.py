@@ -168,8 +168,14 @@ class Scheduler:
         # otherwise wait forever.
         now = self._ctx.clock()
         idle = [WorkerView(w) for w in await self._ctx.store.list_workers()]
+        # once per kind of job: a busy fleet leaves hundreds of alike jobs without room
+        possible: dict[tuple[frozenset[str], object], bool] = {}
         for job in homeless:
-            if any(v.fits(job.spec) for v in idle):
+            key = (job.spec.labels, job.spec.resources)
+            fits = possible.get(key)
+            if fits is None:
+                fits = possible[key] = any(v.fits(job.spec) for v in idle)
+            if fits:
                 continue
             _, after = await self._ctx.store.update_job(
                 job.id, lambda j: lifecycle.unschedulable(j, now)
