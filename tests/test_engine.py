@@ -12,6 +12,7 @@ from hodei_core import (
     Capacity,
     FailureReason,
     Hodei,
+    Job,
     JobAlreadyFinished,
     JobNotFound,
     JobSpec,
@@ -27,6 +28,7 @@ from hodei_core import (
 )
 from hodei_core.policies import BinPack, FirstFit, LeastLoaded
 from hodei_core.testing import CallableExecutor, ManualExecutor, trio_wall_clock
+from hodei_core.worker import WorkerLoop
 
 from .conftest import FAST
 
@@ -213,21 +215,57 @@ async def test_lost_worker_requeues_then_fails(autojump_clock: trio.testing.Mock
         # a worker that registers, takes the job, and is never heard from again
         ghost, _ = await hodei.workers.register(WorkerRegistration(name="ghost", labels={"x"}))
         job = await hodei.submit(JobSpec(command=["t"], labels={"x"}, retries=1))
-        await hodei.scheduler.schedule_once()
-        assert (await hodei.get(job.id)).worker_id == ghost.id
-        await trio.sleep(15)  # the reaper notices
-        assert (await hodei.get_worker(ghost.id)).state is WorkerState.LOST
-        job = await hodei.get(job.id)
-        assert (job.state, job.attempt) == (JobState.QUEUED, 2)
-        # the ghost comes back (heartbeat), takes the retry and vanishes again
-        await hodei.workers.heartbeat(ghost.id, [])
-        await hodei.scheduler.schedule_once()
-        await trio.sleep(15)
-        job = await hodei.wait(job.id)
-        assert (job.state, job.failure) == (JobState.FAILED, FailureReason.WORKER_LOST)
+
+        async def ghost_takes_it(*, starts: bool) -> Job:
+            await hodei.workers.heartbeat(ghost.id, [])  # (back from the dead, if it was)
+            await hodei.scheduler.schedule_once()
+            taken = await hodei.get(job.id)
+            assert taken.worker_id == ghost.id
+            if starts:
+                await hodei.orchestrator.start(ghost.id, job.id, taken.attempt)
+            await trio.sleep(15)  # the reaper notices
+            assert (await hodei.get_worker(ghost.id)).state is WorkerState.LOST
+            return await hodei.get(job.id)
+
+        # lost before it started: queued again, and that cost no retry
+        lost = await ghost_takes_it(starts=False)
+        assert (lost.state, lost.attempt, lost.unstarted_losses) == (JobState.QUEUED, 2, 1)
+        # lost while running: queued again on its one retry
+        lost = await ghost_takes_it(starts=True)
+        assert (lost.state, lost.attempt, lost.unstarted_losses) == (JobState.QUEUED, 3, 1)
+        # lost while running again: no retry left
+        lost = await ghost_takes_it(starts=True)
+        assert (lost.state, lost.failure) == (JobState.FAILED, FailureReason.WORKER_LOST)
         # the embedded worker kept heartbeating all along
         workers = await hodei.list_workers()
         assert [w.state for w in workers] == [WorkerState.ONLINE, WorkerState.LOST]
+
+
+async def test_a_job_without_retries_given_to_a_dead_worker_runs_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_embedded(
+        workers=0, clock=trio_wall_clock, worker_settings=FAST, lost_after_s=10
+    ) as hodei:
+        # an agent that died a moment ago still looks alive, and is given the job
+        dead, _ = await hodei.workers.register(WorkerRegistration(name="dead"))
+        job = await hodei.submit(JobSpec(command=["t"]))
+        await hodei.scheduler.schedule_once()
+        assert (await hodei.get(job.id)).worker_id == dead.id
+        await trio.sleep(15)  # the reaper notices
+        ran: list[str] = []
+        async with hodei.control_plane() as control, trio.open_nursery() as nursery:
+            loop = WorkerLoop(
+                control,
+                CallableExecutor(lambda j: ran.append(j.id) or 0),
+                WorkerRegistration(name="alive"),
+                settings=FAST,
+            )
+            await nursery.start(loop.run)
+            done = await hodei.wait(job.id)
+            nursery.cancel_scope.cancel()
+        assert (done.state, done.attempt, done.unstarted_losses) == (JobState.SUCCEEDED, 2, 1)
+        assert ran == [job.id]
 
 
 async def test_lost_worker_reports_are_refused_and_it_is_told_to_cancel(

@@ -146,7 +146,7 @@ def _expected_end(job: Job, outcome: Outcome) -> tuple[JobState, int]:
         return JobState.CANCELLED, job.attempt
     if outcome.exit_code == 0 and not outcome.timed_out and outcome.error is None:
         return JobState.SUCCEEDED, job.attempt
-    if job.attempt <= job.spec.retries:
+    if job.attempt - job.unstarted_losses <= job.spec.retries:  # attempts that started
         return JobState.QUEUED, job.attempt + 1
     return (JobState.TIMED_OUT if outcome.timed_out else JobState.FAILED), job.attempt
 
@@ -222,7 +222,10 @@ class Harness:
             if job.state is JobState.QUEUED:
                 assert job.worker_id is None, job
             # (4) attempts only grow, and only as far as the retries allow
-            assert self.attempts.get(job.id, 1) <= job.attempt <= job.spec.retries + 1, job
+            # attempts that never started do not count against the retries
+            started = job.attempt - job.unstarted_losses
+            assert self.attempts.get(job.id, 1) <= job.attempt, job
+            assert 1 <= started <= job.spec.retries + 1, job
             self.attempts[job.id] = job.attempt
             if job.id in self.finished:
                 assert job == self.finished[job.id], "a terminal job changed"
@@ -428,11 +431,19 @@ class Harness:
                 assert now == job
             elif job.state is JobState.CANCELLING:
                 assert now.state is JobState.CANCELLED, now  # vanishing confirms the cancel
-            elif job.attempt <= job.spec.retries:
-                assert (now.state, now.attempt, now.worker_id) == (
+            elif job.state is JobState.ASSIGNED:  # it never started: that costs no retry
+                assert (now.state, now.attempt, now.worker_id, now.unstarted_losses) == (
                     JobState.QUEUED,
                     job.attempt + 1,
                     None,
+                    job.unstarted_losses + 1,
+                ), now
+            elif job.attempt - job.unstarted_losses <= job.spec.retries:
+                assert (now.state, now.attempt, now.worker_id, now.unstarted_losses) == (
+                    JobState.QUEUED,
+                    job.attempt + 1,
+                    None,
+                    job.unstarted_losses,
                 ), now
             else:
                 assert (now.state, now.failure) == (JobState.FAILED, FailureReason.WORKER_LOST)

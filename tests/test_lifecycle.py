@@ -112,6 +112,23 @@ def test_losing_a_worker_requeues_then_fails() -> None:
     assert lifecycle.lose(job_in(JobState.CANCELLING), 1.0).state is JobState.CANCELLED
 
 
+def test_an_attempt_lost_before_it_started_costs_no_retry() -> None:
+    job = job_in(JobState.ASSIGNED, spec=JobSpec(command=["x"]))  # no retries at all
+    requeued = lifecycle.lose(job, 1.0)
+    assert (requeued.state, requeued.attempt, requeued.unstarted_losses) == (JobState.QUEUED, 2, 1)
+    assert (requeued.worker_id, requeued.assigned_at) == (None, None)
+    # the next attempt starts, so it is the job's one run: losing it now fails the job
+    running = lifecycle.start(lifecycle.assign(requeued, 2, "w2", 2.0), 2, "w2", 3.0)
+    failed = lifecycle.lose(running, 4.0)
+    assert (failed.state, failed.failure) == (JobState.FAILED, FailureReason.WORKER_LOST)
+    # and a script failure after unstarted losses still gets the retries the spec asked for
+    retried = attrs.evolve(running, spec=JobSpec(command=["x"], retries=1))
+    again = lifecycle.finish(retried, 2, "w2", Outcome(1), 5.0)
+    assert (again.state, again.attempt, again.unstarted_losses) == (JobState.QUEUED, 3, 1)
+    last = lifecycle.start(lifecycle.assign(again, 3, "w3", 6.0), 3, "w3", 7.0)
+    assert lifecycle.finish(last, 3, "w3", Outcome(1), 8.0).state is JobState.FAILED
+
+
 def test_cancel_of_each_live_state() -> None:
     for state in (JobState.QUEUED, JobState.ASSIGNED):
         assert lifecycle.request_cancel(job_in(state), 1.0).state is JobState.CANCELLED

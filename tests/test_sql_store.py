@@ -152,6 +152,29 @@ def test_migrations_downgrade_to_nothing(tmp_path: Path) -> None:
     assert _differences(url) == []
 
 
+async def test_jobs_stored_before_0002_count_no_unstarted_loss(empty_database: str) -> None:
+    """Upgrading a database of revision 0001 keeps its jobs, each with ``unstarted_losses``
+    at 0 (on each dialect: the new column is NOT NULL with a default)."""
+    engine = sa.create_engine(empty_database)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0001")
+            connection.execute(
+                sa.text(
+                    "INSERT INTO jobs (id, tenant, state, attempt, priority, cpu, memory_mb,"
+                    " created_at, spec) VALUES ('j1', 'default', 'queued', 2, 0, 0, 0, 1.5,"
+                    " :spec)"
+                ),
+                {"spec": '{"command": ["true"]}'},
+            )
+    finally:
+        engine.dispose()
+    async with open_sql_store(empty_database) as store:  # upgrades to the head
+        job = await store.get_job("j1")
+    assert (job.attempt, job.unstarted_losses, job.spec.command) == (2, 0, ("true",))
+    assert _differences(empty_database) == []
+
+
 async def test_sqlite_file_keeps_its_data_when_reopened(tmp_path: Path) -> None:
     """What a file store holds is there again after closing and opening it."""
     job = Job(id="j1", spec=JobSpec(command=("true",), secrets={"K": "v"}), created_at=1.5)

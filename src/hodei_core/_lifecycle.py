@@ -214,18 +214,25 @@ def finish(job: Job, attempt: int, worker_id: str | None, outcome: Outcome, now:
         state, reason = JobState.FAILED, FailureReason.INTERNAL
     else:
         state, reason = JobState.FAILED, FailureReason.SCRIPT_FAILURE
-    if job.attempt <= job.spec.retries:
+    if _may_retry(job):
         return _requeue(job)
     return transition_job(job, state, exit_code=outcome.exit_code, failure=reason, finished_at=now)
 
 
 def lose(job: Job, now: float) -> Job:
-    """The job's worker is gone: queue it again while retries remain, else fail it."""
+    """The job's worker is gone: queue it again while retries remain, else fail it.
+
+    An attempt lost before it started (still ``assigned``) costs no retry: nothing of the job
+    ran, and a worker that died just after it was chosen (a dead agent looks alive until
+    ``lost_after_s``) must not fail a job that has no retries.
+    """
     if job.state is JobState.CANCELLING:
         return transition_job(
             job, JobState.CANCELLED, failure=FailureReason.CANCELLED, finished_at=now
         )
-    if job.attempt <= job.spec.retries:
+    if job.state is JobState.ASSIGNED:
+        return _requeue(job, unstarted_losses=job.unstarted_losses + 1)
+    if _may_retry(job):
         return _requeue(job)
     return transition_job(job, JobState.FAILED, failure=FailureReason.WORKER_LOST, finished_at=now)
 
@@ -252,7 +259,12 @@ def unschedulable(job: Job, now: float) -> Job:
     )
 
 
-def _requeue(job: Job) -> Job:
+def _may_retry(job: Job) -> bool:
+    # the attempts that started, this one included, against the first run plus the retries
+    return job.attempt - job.unstarted_losses <= job.spec.retries
+
+
+def _requeue(job: Job, **changes: Any) -> Job:
     return transition_job(
         job,
         JobState.QUEUED,
@@ -261,4 +273,5 @@ def _requeue(job: Job) -> Job:
         exit_code=None,
         assigned_at=None,
         started_at=None,
+        **changes,
     )

@@ -138,6 +138,8 @@ class Job:
 
     ``attempt`` starts at 1 and grows each time the job is queued again (retry, lost worker);
     together with ``id`` it is the fencing token every worker report must carry.
+    ``unstarted_losses`` counts the attempts lost before they started (their worker vanished
+    first): those do not count against ``spec.retries``.
     """
 
     id: str
@@ -145,6 +147,7 @@ class Job:
     spec: JobSpec
     state: JobState = JobState.QUEUED
     attempt: int = 1
+    unstarted_losses: int = 0
     worker_id: str | None = None
     exit_code: int | None = None
     failure: FailureReason | None = None

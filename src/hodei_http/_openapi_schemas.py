@@ -162,6 +162,11 @@ SCHEMAS: dict[str, Schema] = {
             "spec": ref("JobSpec"),
             "state": _enum([s.value for s in JobState]),
             "attempt": _ATTEMPT,
+            "unstarted_losses": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "attempts lost before they started: they cost no retry",
+            },
             "worker_id": _null(_STR),
             "exit_code": _null(_INT),
             "failure": _null(_enum([f.value for f in FailureReason])),

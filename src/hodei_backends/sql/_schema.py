@@ -48,6 +48,7 @@ jobs = sa.Table(
     sa.Column("tenant", sa.String, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("unstarted_losses", sa.Integer, nullable=False, server_default="0"),  # 0002
     # copies of spec.priority and spec.resources: the queue order and the capacity sums
     sa.Column("priority", sa.Integer, nullable=False),
     sa.Column("cpu", sa.Double, nullable=False),

@@ -208,12 +208,20 @@ class WorkersContract:
         ``release(job)``, atomically; leaving again changes nothing more."""
         worker = await _register(store, "w1", slots=4, now=_T0)
         await store.add_job(_job("a"))
-        job = await _assign(store, "a", worker.id)
+        await store.add_job(_job("b"))
+        await _assign(store, "a", worker.id)
+        job = await _start(store, "a")
+        unstarted = await _assign(store, "b", worker.id)
         left, released = await store.leave_worker(worker.id, lambda j: lose(j, _T0 + 1))
         assert left == attrs.evolve(worker, state=WorkerState.OFFLINE)
         assert await store.get_worker(worker.id) == left
-        assert released == [lose(job, _T0 + 1)]
-        assert released[0].failure is FailureReason.WORKER_LOST
+        assert _by_id(released) == {"a": lose(job, _T0 + 1), "b": lose(unstarted, _T0 + 1)}
+        assert _by_id(released)["a"].failure is FailureReason.WORKER_LOST
+        # the one that had not started is queued again, and the store keeps count of that
+        requeued = await store.get_job("b")
+        assert (requeued.state, requeued.attempt, requeued.unstarted_losses) == (
+            JobState.QUEUED, 2, 1,
+        )  # fmt: skip
         assert await store.active_jobs(worker.id) == []
         assert await store.worker_views() == []
         assert await store.leave_worker(worker.id, _keep) == (left, [])
