@@ -40,6 +40,7 @@ def _pace(loop: WorkerLoop, settings: AgentSettings, registered: Registered) -> 
     loop.settings = attrs.evolve(
         loop.settings,
         heartbeat_interval_s=settings.heartbeat_s or registered.heartbeat_interval_s,
+        pinned_heartbeat=settings.heartbeat_s is not None,
         poll_timeout_s=settings.poll_wait_s or registered.poll_wait_s,
     )
 

@@ -31,7 +31,7 @@ def command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], i
     add("--name", help="the worker's name (HODEI_AGENT_NAME; default: the host name)")
     add("--labels", metavar="A,B", help="labels the worker offers (HODEI_AGENT_LABELS)")
     add("--slots", metavar="N", help="jobs to run at once (HODEI_AGENT_SLOTS; default 1)")
-    add("--heartbeat", metavar="SECONDS", help="heartbeat interval (default: the server's)")
+    add("--heartbeat", metavar="SECONDS", help="heartbeat interval (default: the server's pace)")
     add("--poll-wait", metavar="SECONDS", help="long-poll wait (default: the server's)")
 
     def run(args: argparse.Namespace) -> int:

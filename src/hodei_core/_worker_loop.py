@@ -31,9 +31,14 @@ _GONE = (StaleAttempt, JobAlreadyFinished, JobNotFound)
 
 @attrs.frozen(kw_only=True)
 class WorkerSettings:
-    """How a worker loop paces itself."""
+    """How a worker loop paces itself.
+
+    ``heartbeat_interval_s`` is the pace until a heartbeat answer asks for another one, which
+    the loop then keeps, unless ``pinned_heartbeat`` (the user chose the pace).
+    """
 
     heartbeat_interval_s: float = 5.0
+    pinned_heartbeat: bool = False
     poll_timeout_s: float = 25.0
     log_batch_bytes: int = 64 * 1024
     log_flush_interval_s: float = 0.1
@@ -196,7 +201,7 @@ class WorkerLoop:
             await trio.sleep(interval)
             instructions = await self.control.heartbeat(self.worker_id, self.running)
             # the server sets the pace: it slows a large fleet down to keep up with it
-            if instructions.heartbeat_interval_s is not None:
+            if instructions.heartbeat_interval_s is not None and not self.settings.pinned_heartbeat:
                 interval = instructions.heartbeat_interval_s
             self._obey(attrs.evolve(instructions, jobs=()), None)
 

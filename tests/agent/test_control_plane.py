@@ -20,7 +20,7 @@ from hodei_agent._retry import Backoff
 from hodei_core import Job, LogChunk, Outcome, Stream, WorkerRegistration
 from hodei_core.errors import JobNotFound, StaleAttempt
 from hodei_core.ports import Instructions, LogSink
-from hodei_core.worker import WorkerLoop
+from hodei_core.worker import WorkerLoop, WorkerSettings
 
 from ._fake_server import AGENT_TOKEN, FakeServer, job_json
 
@@ -329,5 +329,21 @@ async def test_the_worker_keeps_the_heartbeat_pace_the_server_asks_for(
             await trio.sleep(12)
             assert round(server.heartbeats[-1] - server.heartbeats[-2], 3) == 0.1
             server.heartbeat_interval_s = 3.0
+            loop.drain()
+            control.interrupt_poll()
+
+
+async def test_a_pinned_heartbeat_pace_is_kept_whatever_the_server_asks(
+    autojump_clock: Clock,
+) -> None:
+    server = FakeServer(heartbeat_interval_s=12.0)
+    async with connected(server) as control:
+        settings = WorkerSettings(heartbeat_interval_s=3.0, pinned_heartbeat=True)
+        loop = WorkerLoop(control, _Talker(), WorkerRegistration(name="w1"), settings=settings)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(loop.run)
+            await trio.sleep(10)
+            first = server.heartbeats[0]
+            assert [round(b - first, 3) for b in server.heartbeats] == [0, 3, 6]
             loop.drain()
             control.interrupt_poll()
