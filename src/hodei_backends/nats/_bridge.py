@@ -9,7 +9,8 @@ their order.
 
 Trio never waits for the loop thread except to connect, to close, and for the server to confirm
 a subscription. Messages come back through ``TrioToken.run_sync_soon`` into trio memory
-channels; a full channel drops the message (at-most-once delivery) and counts it.
+channels; a full channel drops the message (at-most-once delivery) and counts it. What each
+subscription does in both threads is in ``_subscriptions``.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import nats.errors
 import trio
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from hodei_core.errors import BusError
 
 from ._loop_thread import _LoopThread
+from ._subscriptions import _Subscription, _Subscriptions
 
 __all__ = ["ConnectionState", "_NatsThread", "_Subscription"]
 
@@ -37,35 +37,14 @@ logger = logging.getLogger("hodei.nats")
 T = TypeVar("T")
 ConnectionState = Literal["connecting", "connected", "reconnecting", "closed"]
 
-#: How long the server gets to confirm a subscription, and how long closing may take.
-_CONFIRM_TIMEOUT_S = 2
+#: How long closing may take.
 _CLOSE_TIMEOUT_S = 5.0
 #: How long trio waits for the loop thread to take a subscription: far beyond the confirm
-#: timeout, so it only fires if the loop thread is stuck, which must not hang trio as well.
+#: timeout (``_subscriptions._CONFIRM_TIMEOUT_S``), so it only fires if the loop thread is
+#: stuck, which must not hang trio as well.
 _SUBSCRIBE_TIMEOUT_S = 10.0
 #: At most one "could not send" warning per this many seconds, during a long outage.
 _WARN_EVERY_S = 10.0
-
-
-class _Subscription(Generic[T]):
-    """One subscription: decoded in the loop thread, delivered to ``send`` in the trio thread.
-
-    ``nats_sub`` is touched only by the loop thread; ``ready`` and ``error`` only by trio.
-    """
-
-    def __init__(
-        self, subject: str, send: trio.MemorySendChannel[T], decode: Callable[[bytes], T]
-    ) -> None:
-        self.subject = subject
-        self.send = send
-        self.decode = decode
-        self.nats_sub: Subscription | None = None
-        self.ready = trio.Event()
-        self.error: BaseException | None = None
-
-    def settle(self, error: BaseException | None) -> None:
-        self.error = error
-        self.ready.set()
 
 
 _Command = (
@@ -111,15 +90,13 @@ class _NatsThread:
         self._kicked = False
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._confirming: set[asyncio.Task[None]] = set()
+        self._subs = _Subscriptions(self._thread)
         self._closing = False  # trio only
         self._outage_logged = False  # loop only
         self._last_backlog_warning = -_WARN_EVERY_S  # trio only
         #: Published events not sent: NATS unreachable (loop thread) / backlog full (trio).
         self.unsent_down = 0
         self.unsent_backlog = 0
-        #: Messages a full subscription channel missed (trio thread).
-        self.dropped = 0
 
     # -- state, readable from trio ------------------------------------------------------------
 
@@ -132,6 +109,11 @@ class _NatsThread:
         if nc is None or nc.is_connecting:
             return "connecting"
         return "connected" if nc.is_connected else "reconnecting"
+
+    @property
+    def dropped(self) -> int:
+        """Messages a full subscription channel missed."""
+        return self._subs.dropped
 
     # -- lifecycle (trio) ---------------------------------------------------------------------
 
@@ -229,14 +211,6 @@ class _NatsThread:
             self._kicked = True
             self._thread.call_soon(self._on_kick)
 
-    def _deliver(self, sub: _Subscription[T], item: T) -> None:
-        try:
-            sub.send.send_nowait(item)
-        except trio.WouldBlock:
-            self.dropped += 1
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the subscriber left; its unsubscribe is on its way
-
     # -- the loop thread ----------------------------------------------------------------------
 
     def _on_kick(self) -> None:
@@ -279,7 +253,7 @@ class _NatsThread:
         logger.info("connected to NATS at %s", self._shown)
 
     async def _shutdown(self) -> None:
-        for task in [self._worker, *self._confirming]:
+        for task in [self._worker, *self._subs.confirming]:
             if task is not None:
                 task.cancel()
         # Nobody may wait for a subscription forever (cancelled confirmations settle too).
@@ -313,9 +287,10 @@ class _NatsThread:
                     if command[0] == "pub":
                         await self._publish(command[1], command[2])
                     elif command[0] == "sub":
-                        await self._subscribe(command[1])
+                        assert self._nc is not None
+                        await self._subs.subscribe(self._nc, command[1])
                     else:
-                        await self._unsubscribe(command[1])
+                        await self._subs.unsubscribe(command[1])
                 except Exception:  # one bad command must not stop the others
                     logger.exception("NATS command %s failed", command[0])
 
@@ -342,56 +317,6 @@ class _NatsThread:
                 self._shown,
                 reason,
             )
-
-    async def _subscribe(self, sub: _Subscription[Any]) -> None:
-        assert self._nc is not None
-
-        async def on_message(msg: Msg) -> None:
-            try:
-                item = sub.decode(msg.data)
-            except ValueError:
-                logger.warning("dropping a message on %s", msg.subject, exc_info=True)
-                return
-            self._thread.to_trio(self._deliver, sub, item)
-
-        try:
-            sub.nats_sub = await self._nc.subscribe(sub.subject, cb=on_message)
-        except (OSError, nats.errors.Error) as e:
-            self._thread.to_trio(sub.settle, e)
-            return
-        except asyncio.CancelledError:  # the bus is closing; trio must not wait for it
-            self._thread.to_trio(sub.settle, nats.errors.ConnectionClosedError())
-            raise
-        # Confirmed aside, so that commands queued behind this one are not held up by it.
-        task = asyncio.get_running_loop().create_task(self._confirm(sub))
-        self._confirming.add(task)
-        task.add_done_callback(self._confirming.discard)
-
-    async def _confirm(self, sub: _Subscription[Any]) -> None:
-        assert self._nc is not None
-        # A PONG after our SUB means the server has it: whatever is published from now on
-        # reaches the subscription. While disconnected, nats-py replays the SUB on reconnect,
-        # so the subscription stands; not confirming it is only worth a warning.
-        error: BaseException | None = None
-        try:
-            if self._nc.is_connected:
-                await self._nc.flush(timeout=_CONFIRM_TIMEOUT_S)
-        except (OSError, nats.errors.Error) as e:
-            logger.warning("NATS did not confirm the subscription to %s: %r", sub.subject, e)
-        except asyncio.CancelledError:  # the bus is closing
-            error = nats.errors.ConnectionClosedError()
-            raise
-        finally:
-            self._thread.to_trio(sub.settle, error)
-
-    async def _unsubscribe(self, sub: _Subscription[Any]) -> None:
-        nats_sub, sub.nats_sub = sub.nats_sub, None
-        if nats_sub is None:
-            return  # it never came to be
-        try:
-            await nats_sub.unsubscribe()
-        except (OSError, nats.errors.Error) as e:
-            logger.debug("unsubscribing from %s: %r", sub.subject, e)
 
     # -- nats-py callbacks (loop thread) ------------------------------------------------------
 
