@@ -9,7 +9,7 @@ from ._common import Result, repeat
 
 # Measured in a fresh interpreter, so that nothing else this process loaded counts.
 _CHILD = """
-import resource, trio
+import resource, sys, trio
 from hodei_backends import MemoryStore
 from hodei_core import Job, JobSpec, Outcome, WorkerRegistration, Capacity
 from hodei_core import _lifecycle as lifecycle
@@ -17,9 +17,9 @@ from hodei_core.ports import Assignment
 
 async def main():
     store = MemoryStore()
-    worker, _ = await store.register_worker(
-        WorkerRegistration(name="w", capacity=Capacity(slots=1000)), "w1", 0.0)
-    for batch in range(100):
+    await store.register_worker(
+        WorkerRegistration(name="w", capacity=Capacity(slots=1000)), "w1", 0.0, lambda j: j)
+    for batch in range(int(sys.argv[1])):  # of 1,000 jobs
         jobs = []
         for i in range(1000):
             spec = JobSpec(command=["echo", f"job {batch}-{i}"], env={"N": str(i)}, name=f"j{i}")
@@ -41,7 +41,7 @@ def run(repeats: int = 3) -> list[Result]:
 
     def once() -> dict[str, float]:
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD], check=True, capture_output=True, text=True
+            [sys.executable, "-c", _CHILD, "100"], check=True, capture_output=True, text=True
         )
         return {"rss": float(out.stdout.strip())}
 
