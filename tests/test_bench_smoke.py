@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bench import engine_throughput, memory_footprint, sql_throughput
 
 
