@@ -25,6 +25,7 @@ from hodei_core import (
     WorkerRegistration,
     WorkerState,
 )
+from hodei_core._lifecycle import FREE_UNSTARTED_LOSSES as FREE_LOSSES
 from hodei_core.ports import JobQuery, SchedulingPolicy, Store
 
 LOST_AFTER_S = 30.0
@@ -341,7 +342,8 @@ class Harness:
                 assert now == job
             elif job.state is JobState.CANCELLING:
                 assert now.state is JobState.CANCELLED, now  # vanishing confirms the cancel
-            elif job.state is JobState.ASSIGNED:  # it never started: that costs no retry
+            elif job.state is JobState.ASSIGNED and job.unstarted_losses < FREE_LOSSES:
+                # it never started: that costs no retry (the first few times)
                 assert (now.state, now.attempt, now.worker_id, now.unstarted_losses) == (
                     JobState.QUEUED,
                     job.attempt + 1,

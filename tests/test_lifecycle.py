@@ -129,6 +129,19 @@ def test_an_attempt_lost_before_it_started_costs_no_retry() -> None:
     assert lifecycle.finish(last, 3, "w3", Outcome(1), 8.0).state is JobState.FAILED
 
 
+def test_only_so_many_unstarted_losses_are_free() -> None:
+    # a job handed to agent after agent that dies before it can report the start
+    job = job_in(JobState.QUEUED, spec=JobSpec(command=["x"], retries=1))
+    for n in range(1, lifecycle.FREE_UNSTARTED_LOSSES + 1):
+        job = lifecycle.lose(lifecycle.assign(job, job.attempt, "w", 1.0), 2.0)
+        assert (job.state, job.attempt, job.unstarted_losses) == (JobState.QUEUED, n + 1, n)
+    # then a loss counts: first against the one retry, then it fails the job
+    job = lifecycle.lose(lifecycle.assign(job, job.attempt, "w", 1.0), 2.0)
+    assert (job.state, job.unstarted_losses) == (JobState.QUEUED, lifecycle.FREE_UNSTARTED_LOSSES)
+    job = lifecycle.lose(lifecycle.assign(job, job.attempt, "w", 1.0), 2.0)
+    assert (job.state, job.failure) == (JobState.FAILED, FailureReason.WORKER_LOST)
+
+
 def test_cancel_of_each_live_state() -> None:
     for state in (JobState.QUEUED, JobState.ASSIGNED):
         assert lifecycle.request_cancel(job_in(state), 1.0).state is JobState.CANCELLED

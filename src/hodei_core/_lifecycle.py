@@ -25,6 +25,7 @@ from ._models import (
 from .errors import InvalidTransition, JobAlreadyFinished, StaleAttempt
 
 __all__ = [
+    "FREE_UNSTARTED_LOSSES",
     "JOB_TRANSITIONS",
     "WORKER_TRANSITIONS",
     "assign",
@@ -38,6 +39,11 @@ __all__ = [
     "transition_worker",
     "unschedulable",
 ]
+
+#: How many attempts of a job may be lost before they start without counting against its
+#: retries. Past that, a loss counts like any other: a job that kills every agent it is handed
+#: to (before the agent can even report its start) must not go round the fleet for ever.
+FREE_UNSTARTED_LOSSES = 5
 
 _J = JobState
 JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
@@ -224,13 +230,14 @@ def lose(job: Job, now: float) -> Job:
 
     An attempt lost before it started (still ``assigned``) costs no retry: nothing of the job
     ran, and a worker that died just after it was chosen (a dead agent looks alive until
-    ``lost_after_s``) must not fail a job that has no retries.
+    ``lost_after_s``) must not fail a job that has no retries. That holds for the first
+    ``FREE_UNSTARTED_LOSSES`` such losses of a job; later ones count as usual.
     """
     if job.state is JobState.CANCELLING:
         return transition_job(
             job, JobState.CANCELLED, failure=FailureReason.CANCELLED, finished_at=now
         )
-    if job.state is JobState.ASSIGNED:
+    if job.state is JobState.ASSIGNED and job.unstarted_losses < FREE_UNSTARTED_LOSSES:
         return _requeue(job, unstarted_losses=job.unstarted_losses + 1)
     if _may_retry(job):
         return _requeue(job)
