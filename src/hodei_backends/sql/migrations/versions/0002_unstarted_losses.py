@@ -26,5 +26,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop ``jobs.unstarted_losses``."""
-    with op.batch_alter_table("jobs") as batch:  # SQLite drops a column by copying the table
-        batch.drop_column("unstarted_losses")
+    # A plain ALTER TABLE … DROP COLUMN (SQLite has it since 3.35): a batch operation would
+    # copy the table on SQLite and lose the DESC of ix_jobs_queue on the way.
+    op.drop_column("jobs", "unstarted_losses")
