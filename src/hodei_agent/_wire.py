@@ -151,7 +151,13 @@ def registered_from(doc: object) -> Registered:
     Raises:
         BadAnswer: it is not one.
     """
-    return _structure(doc, Registered, "registration answer")
+    answer = _structure(doc, Registered, "registration answer")
+    return attrs.evolve(answer, heartbeat_interval_s=_pace(answer.heartbeat_interval_s))
+
+
+def _pace(interval_s: float) -> float:
+    # whatever the server says, beat neither in a busy loop nor once in a blue moon
+    return min(max(interval_s, 0.1), 600.0)
 
 
 def instructions_from(doc: object) -> Instructions:
@@ -176,8 +182,7 @@ def heartbeat_from(doc: object) -> Instructions:
     return Instructions(
         cancel=frozenset((p.job_id, p.attempt) for p in wire.cancel),
         drain=wire.drain,
-        # whatever the server says, beat neither in a busy loop nor once in a blue moon
-        heartbeat_interval_s=None if interval is None else min(max(interval, 0.1), 600.0),
+        heartbeat_interval_s=None if interval is None else _pace(interval),
     )
 
 

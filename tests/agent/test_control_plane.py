@@ -17,12 +17,13 @@ import trio.testing
 from hodei_agent import HttpControlPlane
 from hodei_agent._answers import Refused
 from hodei_agent._retry import Backoff
+from hodei_agent._wire import registered_from
 from hodei_core import Job, LogChunk, Outcome, Stream, WorkerRegistration
 from hodei_core.errors import JobNotFound, StaleAttempt
 from hodei_core.ports import Instructions, LogSink
 from hodei_core.worker import WorkerLoop, WorkerSettings
 
-from ._fake_server import AGENT_TOKEN, FakeServer, job_json
+from ._fake_server import AGENT_TOKEN, FakeServer, job_json, worker_json
 
 Clock = trio.testing.MockClock
 
@@ -347,3 +348,15 @@ async def test_a_pinned_heartbeat_pace_is_kept_whatever_the_server_asks(
             assert [round(b - first, 3) for b in server.heartbeats] == [0, 3, 6]
             loop.drain()
             control.interrupt_poll()
+
+
+@pytest.mark.parametrize(("asked", "kept"), [(0.0, 0.1), (-3.0, 0.1), (1e9, 600.0), (7.5, 7.5)])
+def test_a_registration_answer_sets_a_bounded_pace(asked: float, kept: float) -> None:
+    answer = {
+        "worker": worker_json("wrk-1", "w1"),
+        "token": "wrk-1.mac",
+        "heartbeat_interval_s": asked,
+        "poll_wait_s": 25.0,
+        "lost_after_s": 30.0,
+    }
+    assert registered_from(answer).heartbeat_interval_s == kept
