@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -10,6 +10,9 @@ from hodei_backends import open_embedded
 from hodei_core import Hodei
 from hodei_core.testing import ManualExecutor, trio_wall_clock
 from hodei_core.worker import WorkerSettings
+
+from ._nats_server import NatsServer
+from ._postgres_server import PostgresServer, shared_postgres
 
 # Timers short enough that an autojump_clock test spends few jumps on them.
 FAST = WorkerSettings(heartbeat_interval_s=1.0, poll_timeout_s=5.0, log_flush_interval_s=0.05)
@@ -33,3 +36,20 @@ async def engine(manual: ManualExecutor) -> AsyncIterator[Hodei]:
         lost_after_s=10.0,
     ) as hodei:
         yield hodei
+
+
+# One server of each for the whole session, whichever modules use it.
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session."""
+    with shared_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server (with JetStream) for the session; a failure to start fails the tests."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.kill()

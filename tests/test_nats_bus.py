@@ -42,15 +42,6 @@ from .conftest import FAST
 RECEIVE_TIMEOUT_S = 5.0
 
 
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One nats-server (with JetStream) for the session; a failure to start fails the tests."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
-    server.start()
-    yield server
-    server.kill()
-
-
 @pytest.fixture
 def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A nats-server for one test, which may kill and restart it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,18 +41,11 @@ from hodei_core.errors import StorageError
 from hodei_core.ports import Assignment
 from hodei_core.testing.contracts import StoreContract
 
-from ._postgres_server import PostgresServer, shared_postgres
+from ._postgres_server import PostgresServer
 
 
 class _Refused(Exception):
     """Raised by the tests' own functions."""
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session."""
-    with shared_postgres() as server:
-        yield server
 
 
 def _sqlite_url(tmp_path: Path) -> str:

@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from subprocess import PIPE
@@ -36,20 +36,13 @@ from hodei_core import (
 from hodei_core.errors import JobNotFound, StorageError
 from hodei_core.ports import JobQuery
 
-from ._postgres_server import PostgresServer, shared_postgres
+from ._postgres_server import PostgresServer
 
 PASSWORD = "s3cr3t-Pa55"
 
 
 class _Refused(Exception):
     """Raised by the tests' own functions."""
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session."""
-    with shared_postgres() as server:
-        yield server
 
 
 def _sqlite_url(tmp_path: Path) -> str:

@@ -14,7 +14,6 @@ if they cannot start, these tests fail.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -39,28 +38,12 @@ from ._engines import (
     wait_until_all_finished,
 )
 from ._nats_server import NatsServer
-from ._postgres_server import PostgresServer, shared_postgres
+from ._postgres_server import PostgresServer
 
 SUCCEEDED = frozenset({JobState.SUCCEEDED})
 RUNNING = frozenset({JobState.RUNNING})
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session."""
-    with shared_postgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    """One nats-server (with JetStream) for the session; a failure to start fails the tests."""
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
