@@ -15,7 +15,7 @@ from hodei_core.errors import HodeiError, JobAlreadyFinished, JobNotFound, Stale
 from ._retry import Unavailable
 from ._wire import error_of
 
-__all__ = ["Refused", "agent_version", "check", "unavailable"]
+__all__ = ["Refused", "agent_version", "check", "check_result", "problem", "unavailable"]
 
 
 class Refused(HodeiError):
@@ -58,15 +58,15 @@ def unavailable(exc: httpx.TransportError | None, response: httpx.Response | Non
     return Unavailable(problem(response, str(response.url.path)), retry_after)
 
 
-def _gone(response: httpx.Response, job_id: str, attempt: int) -> HodeiError | None:
-    code, message = error_of(_body(response))
+def _gone(status: int, doc: object, job_id: str, attempt: int) -> HodeiError | None:
+    code, message = error_of(doc)
     error: HodeiError
-    if response.status_code == 404:
+    if status == 404:
         error = JobNotFound(job_id)
-    elif response.status_code == 409 and code == "already_finished":
+    elif status == 409 and code == "already_finished":
         state = re.search(r"\((\w+)\)$", message)
         error = JobAlreadyFinished(job_id, state.group(1) if state else "finished")
-    elif response.status_code == 409:
+    elif status == 409:
         current = re.search(r"current attempt is (\d+)", message)
         error = StaleAttempt(job_id, attempt, int(current.group(1)) if current else attempt)
         if message:
@@ -87,7 +87,19 @@ def check(response: httpx.Response, what: str, job: tuple[str, int] | None = Non
     if response.status_code < 300:
         return _body(response)
     if job is not None:
-        gone = _gone(response, *job)
+        gone = _gone(response.status_code, _body(response), *job)
         if gone is not None:
             raise gone
     raise Refused(problem(response, what))
+
+
+def check_result(status: int, doc: object, what: str, job: tuple[str, int]) -> Exception:
+    """The error for one refused report in a batch: its ``status`` and ``doc`` (the result,
+    with its ``error``) are what the report's own endpoint would have answered."""
+    if status >= 500 or status == 429:
+        return Unavailable(f"{what}: {status}")
+    gone = _gone(status, doc, *job)
+    if gone is not None:
+        return gone
+    code, message = error_of(doc)
+    return Refused(f"{what}: {status}{f' {code}' if code else ''}: {message}")

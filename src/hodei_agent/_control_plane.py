@@ -24,7 +24,8 @@ from hodei_core.errors import HodeiError
 from hodei_core.ports import Instructions
 
 from ._answers import agent_version, check
-from ._outbox import Key, Outbox
+from ._outbox import Key, Outbox, report_size
+from ._reporter import Reporter, SendAlone
 from ._retry import Backoff, Link, Unavailable, retrying
 from ._session import WORKER, Session
 from ._wire import (
@@ -33,6 +34,7 @@ from ._wire import (
     finish_json,
     heartbeat_from,
     instructions_from,
+    report_json,
     running_json,
 )
 
@@ -100,6 +102,7 @@ class HttpControlPlane:
         self._stack = contextlib.AsyncExitStack()
         self._nursery: trio.Nursery | None = None
         self._outbox: Outbox | None = None
+        self._reporter: Reporter | None = None
 
     def _backoff(self) -> Backoff:
         base, cap, rand = self._backoff_args
@@ -108,6 +111,7 @@ class HttpControlPlane:
     async def __aenter__(self) -> HttpControlPlane:
         await self._stack.enter_async_context(self._client)
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self._reporter = Reporter(self.session, self._nursery)
         self._outbox = Outbox(
             self._send_report,
             self._nursery,
@@ -149,6 +153,13 @@ class HttpControlPlane:
         if self._outbox is None:
             raise RuntimeError("use HttpControlPlane as an async context manager")
         return self._outbox
+
+    @property
+    def reporter(self) -> Reporter:
+        """Sends starts and small reports in batches."""
+        if self._reporter is None:
+            raise RuntimeError("use HttpControlPlane as an async context manager")
+        return self._reporter
 
     def _held(self) -> set[Key]:
         return self._reported | self._started | self.outbox.attempts()
@@ -228,6 +239,11 @@ class HttpControlPlane:
         self._started.add(key)
 
         async def once() -> None:
+            try:
+                await self.reporter.send(report_json(job_id, attempt), key, report_size(()))
+                return
+            except SendAlone:
+                pass
             response = await self.session.worker_call(
                 f"/api/v1/jobs/{quote(job_id, safe='')}/start", {"attempt": attempt}
             )
@@ -308,6 +324,12 @@ class HttpControlPlane:
         self, key: Key, chunks: Sequence[LogChunk], outcome: Outcome | None
     ) -> None:
         job_id, attempt = key
+        try:
+            body = report_json(job_id, attempt, chunks, outcome)
+            await self.reporter.send(body, key, report_size(chunks))
+            return
+        except SendAlone:
+            pass
         path = f"/api/v1/jobs/{quote(job_id, safe='')}"
         if outcome is None:
             await self._send_logs(path, key, chunks)

@@ -28,7 +28,7 @@ from hodei_core.errors import HodeiError, JobAlreadyFinished, JobNotFound, Stale
 
 from ._retry import Backoff, Link, Unavailable
 
-__all__ = ["Key", "Outbox", "Send"]
+__all__ = ["Key", "Outbox", "Send", "report_size"]
 
 log = logging.getLogger("hodei.agent")
 
@@ -41,11 +41,17 @@ Send = Callable[[Key, Sequence[LogChunk], Outcome | None], Awaitable[None]]
 
 _GONE = (StaleAttempt, JobAlreadyFinished, JobNotFound)
 _CHUNK_OVERHEAD = 64  # what a chunk costs besides its text: a guess, good enough for a bound
+_REPORT_OVERHEAD = 128  # a report's job id, attempt, outcome…: a guess, as above
 _GONE_REMEMBERED = 1024
 
 
 def _size(chunks: Sequence[LogChunk]) -> int:
     return sum(len(c.data) + _CHUNK_OVERHEAD for c in chunks)
+
+
+def report_size(chunks: Sequence[LogChunk]) -> int:
+    """Roughly how many bytes a report with ``chunks`` takes in a request."""
+    return _REPORT_OVERHEAD + _size(chunks)
 
 
 @attrs.define(eq=False)

@@ -31,6 +31,7 @@ __all__ = [
     "instructions_from",
     "registered_from",
     "registration_json",
+    "report_json",
     "running_json",
 ]
 
@@ -233,3 +234,20 @@ def finish_json(attempt: int, outcome: Outcome, chunks: Sequence[LogChunk]) -> d
         **_converter().unstructure(outcome, Outcome),
         "log_chunks": chunks_json(chunks),
     }
+
+
+def report_json(
+    job_id: str, attempt: int, chunks: Sequence[LogChunk] = (), outcome: Outcome | None = None
+) -> dict[str, Any]:
+    """A report as a batch carries it: a start (no chunks, no outcome), output, or an end."""
+    if outcome is not None:
+        return {
+            "job_id": job_id,
+            "attempt": attempt,
+            "type": "finish",
+            **_converter().unstructure(outcome, Outcome),
+            "chunks": chunks_json(chunks),
+        }
+    if chunks:
+        return {"job_id": job_id, "attempt": attempt, "type": "logs", "chunks": chunks_json(chunks)}
+    return {"job_id": job_id, "attempt": attempt, "type": "start"}

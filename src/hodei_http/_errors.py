@@ -34,6 +34,7 @@ __all__ = [
     "ApiError",
     "LastResort",
     "api_error_from",
+    "error_json",
     "error_response",
     "http_exception_handler",
     "json_response",
@@ -78,16 +79,18 @@ def json_response(
     return Response(body, status, headers=dict(headers or {}), media_type="application/json")
 
 
+def error_json(error: ApiError) -> dict[str, Any]:
+    """What goes under ``"error"`` in an answer about ``error``."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "details": [{"path": p.path, "message": p.message} for p in error.details],
+    }
+
+
 def error_response(error: ApiError) -> Response:
     """The JSON response for ``error``."""
-    body = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "details": [{"path": p.path, "message": p.message} for p in error.details],
-        }
-    }
-    return json_response(body, error.status, error.headers)
+    return json_response({"error": error_json(error)}, error.status, error.headers)
 
 
 def api_error_from(exc: HodeiError) -> ApiError:

@@ -38,7 +38,8 @@ log_chunks} }, `heartbeat` every `heartbeat_interval_s` with the attempts it run
 names attempts to stop, whether to drain, and the pace from now on), `leave` when drained. A
 409 on a job report (`stale_attempt`, `already_finished`) or a 404 means the attempt is no
 longer this worker's: stop it and drop its results. Resending any report after a network
-error is safe.
+error is safe. `reports` carries several reports (of several attempts) in one request, and
+answers each with the status and error its own endpoint would give.
 """
 
 
@@ -301,6 +302,14 @@ def _fleet_paths() -> Spec:
             "post": _op("leave", "Agent: go offline (after draining)", "agents",
                         {"200": _json("offline", "Worker")}, security=_WORKER,
                         parameters=[_ID], body=_body("Empty", required=False)),
+        },
+        "/api/v1/workers/{id}/reports": {
+            "post": _op("reports", "Agent: several job reports at once", "agents",
+                        {"200": _json("one result per report, in order", "ReportResults")},
+                        security=_WORKER, parameters=[_ID], body=_body("ReportBatch"),
+                        description="The reports of one attempt are applied in the order "
+                        "given, those of different attempts side by side. A report refused "
+                        "(409, 404) does not stop the others."),
         },
         "/api/v1/jobs/{id}/start": {
             "post": _op("startJob", "Agent: the attempt's process started", "agents",

@@ -126,21 +126,18 @@ def _page(item: str) -> Schema:
 
 
 SCHEMAS: dict[str, Schema] = {
-    "Error": _closed(
+    "Error": _closed({"error": ref("ErrorBody")}),
+    "ErrorBody": _closed(
         {
-            "error": _closed(
-                {
-                    "code": {
-                        "type": "string",
-                        "description": "stable: not_found, invalid, malformed_body, "
-                        "unauthorized, forbidden, stale_attempt, already_finished, "
-                        "invalid_transition, quota_exceeded, body_too_large, "
-                        "unsupported_media_type, unavailable, internal…",
-                    },
-                    "message": _STR,
-                    "details": {"type": "array", "items": ref("Problem")},
-                }
-            )
+            "code": {
+                "type": "string",
+                "description": "stable: not_found, invalid, malformed_body, unauthorized, "
+                "forbidden, stale_attempt, already_finished, invalid_transition, "
+                "quota_exceeded, body_too_large, unsupported_media_type, unavailable, "
+                "internal…",
+            },
+            "message": _STR,
+            "details": {"type": "array", "items": ref("Problem")},
         }
     ),
     "Problem": _closed(
@@ -345,6 +342,43 @@ SCHEMAS: dict[str, Schema] = {
         {"attempt": _ATTEMPT, "chunks": {"type": "array", "items": ref("LogChunkInput")}}
     ),
     "LogReceipt": _closed({"job_id": _STR, "attempt": _ATTEMPT, "received": _INT}),
+    "Report": _closed(
+        {
+            "job_id": _STR,
+            "attempt": _ATTEMPT,
+            "type": _enum(["start", "logs", "finish"]),
+            "chunks": {
+                "type": "array",
+                "items": ref("LogChunkInput"),
+                "description": "output (logs, finish; none with start)",
+            },
+            "exit_code": _null({"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}),
+            "timed_out": _BOOL,
+            "cancelled": _BOOL,
+            "error": _null({"type": "string", "description": "the job could not be run at all"}),
+        },
+        optional=("chunks", "exit_code", "timed_out", "cancelled", "error"),
+    ),
+    "ReportBatch": _closed(
+        {"reports": {"type": "array", "items": ref("Report"), "maxItems": 1000}}
+    ),
+    "ReportResults": _closed(
+        {
+            "results": {
+                "type": "array",
+                "items": _closed(
+                    {
+                        "status": {
+                            "type": "integer",
+                            "description": "what the report's own endpoint would answer",
+                        },
+                        "error": ref("ErrorBody"),
+                    },
+                    optional=("error",),
+                ),
+            }
+        }
+    ),
     "FinishReport": _closed(
         {
             "attempt": _ATTEMPT,

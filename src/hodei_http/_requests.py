@@ -34,6 +34,8 @@ __all__ = [
     "JobAttempt",
     "LogsRequest",
     "RegisterRequest",
+    "Report",
+    "ReportsRequest",
     "RunningRequest",
     "StartRequest",
     "WireCapacity",
@@ -55,6 +57,10 @@ Cpu = NewType("Cpu", float)
 Timestamp = NewType("Timestamp", float)
 Label = NewType("Label", str)
 ShortText = NewType("ShortText", str)
+ReportType = NewType("ReportType", str)
+
+#: the most reports one batch may carry
+MAX_REPORTS = 1000
 
 
 class _Invalid(ValueError):
@@ -130,6 +136,12 @@ def _stream(value: object, _: Any) -> Stream:
     raise _Invalid(f"expected 'stdout' or 'stderr', got {_show(value)}")
 
 
+def _report_type(value: object, _: Any) -> ReportType:
+    if value not in ("start", "logs", "finish"):
+        raise _Invalid(f"expected 'start', 'logs' or 'finish', got {_show(value)}")
+    return ReportType(str(value))
+
+
 def _make_in() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(int, _int(-(2**63), 2**63))
@@ -146,6 +158,7 @@ def _make_in() -> cattrs.Converter:
     conv.register_structure_hook(Timestamp, _float(0.0))
     conv.register_structure_hook(Label, _str(200, blank=False))
     conv.register_structure_hook(ShortText, _str(200))
+    conv.register_structure_hook(ReportType, _report_type)
 
     def is_list(t: Any) -> bool:
         return get_origin(t) is list
@@ -336,3 +349,57 @@ class FinishRequest:
     def outcome(self) -> Outcome:
         """The outcome, as the core takes it."""
         return Outcome(self.exit_code, self.timed_out, self.cancelled, self.error)
+
+
+@attrs.frozen
+class Report:
+    """One report in a batch: an attempt started, wrote output, or ended."""
+
+    job_id: ShortText
+    attempt: Attempt
+    type: ReportType
+    chunks: list[WireChunk] = attrs.field(factory=list)
+    exit_code: ExitCode | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    error: str | None = None
+
+    def outcome(self) -> Outcome:
+        """How the attempt ended (for a ``finish``), as the core takes it."""
+        return Outcome(self.exit_code, self.timed_out, self.cancelled, self.error)
+
+    def problems(self, path: str) -> list[Problem]:
+        """What this report carries that its type does not take."""
+        problems = []
+        if self.type == "start" and self.chunks:
+            problems.append(Problem(f"{path}.chunks", "a start report carries no output"))
+        if self.type != "finish":
+            ending = {
+                "exit_code": self.exit_code is not None,
+                "timed_out": self.timed_out,
+                "cancelled": self.cancelled,
+                "error": self.error is not None,
+            }
+            for name, given in ending.items():
+                if given:
+                    problems.append(Problem(f"{path}.{name}", "only a finish report says this"))
+        return problems
+
+
+@attrs.frozen
+class ReportsRequest:
+    """The body of a batch of reports: several attempts' starts, output and ends at once."""
+
+    reports: list[Report]
+
+    def check(self) -> None:
+        """Refuse what the structure alone does not rule out.
+
+        Raises:
+            ApiError: 400 with every problem.
+        """
+        problems = [p for i, r in enumerate(self.reports) for p in r.problems(f"reports[{i}]")]
+        if len(self.reports) > MAX_REPORTS:
+            problems.append(Problem("reports", f"at most {MAX_REPORTS} reports in one batch"))
+        if problems:
+            raise ApiError(400, "invalid", "the request body is invalid", problems)

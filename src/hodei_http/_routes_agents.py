@@ -1,5 +1,6 @@
 """The HWP agent protocol over HTTP: register, heartbeat, long-poll, leave, and the job reports
-(start, logs, finish), each fenced by ``(job_id, attempt)`` and the calling worker.
+(start, logs, finish), each fenced by ``(job_id, attempt)`` and the calling worker, alone or
+in batches.
 
 The long-poll subscribes to the worker's bus topics *before* it reads the store, so that an
 assignment made between the read and the wait still wakes it: it answers within milliseconds of
@@ -11,24 +12,28 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
+from hodei_core import Job
 from hodei_core.errors import HodeiError, JobNotFound
 from hodei_core.ports import Instructions
 
-from ._api import Api, Endpoint, json_request, own_worker, path_id
+from ._api import ID, Api, Endpoint, json_request, own_worker, path_id
 from ._auth import Agent, WorkerCaller
 from ._body import check_query, query_float
-from ._errors import json_response
+from ._errors import api_error_from, error_json, json_response
 from ._requests import (
     EmptyRequest,
     FinishRequest,
     LogsRequest,
     RegisterRequest,
+    Report,
+    ReportsRequest,
     RunningRequest,
     StartRequest,
     WireChunk,
@@ -136,19 +141,23 @@ def _observe_log_lag(api: Api, chunks: Sequence[WireChunk]) -> None:
             api.metrics.log_lag.observe(now - chunk.ts)
 
 
-async def start(api: Api, request: Request, caller: WorkerCaller) -> Response:
-    """``POST /api/v1/jobs/{id}/start``: ``{attempt}`` → the job, running; 409 when stale."""
-    check_query(request, ())
-    job_id = path_id(request, JobNotFound)
-    body = await json_request(api, request, StartRequest)
+async def _start(api: Api, worker_id: str, job_id: str, attempt: int) -> Job:
     before = api.hodei.clock()
-    job = await api.hodei.orchestrator.start(caller.worker_id, job_id, body.attempt)
+    job = await api.hodei.orchestrator.start(worker_id, job_id, attempt)
     # a resend of the start leaves the job as it was: count each start once
     if job.started_at is not None and job.started_at >= before:
         if job.assigned_at is not None:
             api.metrics.dispatch_latency.observe(job.assigned_at - job.created_at)
         api.metrics.start_latency.observe(job.started_at - job.created_at)
-    return json_response(job_json(job))
+    return job
+
+
+async def start(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/jobs/{id}/start``: ``{attempt}`` → the job, running; 409 when stale."""
+    check_query(request, ())
+    job_id = path_id(request, JobNotFound)
+    body = await json_request(api, request, StartRequest)
+    return json_response(job_json(await _start(api, caller.worker_id, job_id, body.attempt)))
 
 
 async def append_logs(api: Api, request: Request, caller: WorkerCaller) -> Response:
@@ -175,6 +184,59 @@ async def finish(api: Api, request: Request, caller: WorkerCaller) -> Response:
     return json_response(job_json(job))
 
 
+async def _report(api: Api, worker_id: str, report: Report) -> None:
+    orchestrator = api.hodei.orchestrator
+    if not ID.match(report.job_id):
+        raise JobNotFound(report.job_id)
+    if report.type == "start":
+        await _start(api, worker_id, report.job_id, report.attempt)
+        return
+    chunks = [c.chunk() for c in report.chunks]
+    if report.type == "logs":
+        await orchestrator.append_logs(worker_id, report.job_id, report.attempt, chunks)
+    else:
+        outcome = report.outcome()
+        await orchestrator.finish(worker_id, report.job_id, report.attempt, outcome, chunks)
+    _observe_log_lag(api, report.chunks)
+
+
+async def reports(api: Api, request: Request, caller: WorkerCaller) -> Response:
+    """``POST /api/v1/workers/{id}/reports``: several reports at once → one result each.
+
+    The reports of one attempt are applied in the order given; those of different attempts
+    side by side, so that a store may write them together. A refused report (409, 404) does
+    not stop the others: each result is the status and error its own endpoint would answer.
+    """
+    worker_id = own_worker(request, caller)
+    check_query(request, ())
+    body = await json_request(api, request, ReportsRequest, nul_ok=True)
+    body.check()
+    results: list[dict[str, Any]] = [{"status": 200}] * len(body.reports)
+    lanes: dict[tuple[str, int], list[int]] = {}
+    for i, report in enumerate(body.reports):
+        lanes.setdefault((report.job_id, report.attempt), []).append(i)
+
+    unavailable: list[HodeiError] = []
+
+    async def lane(indexes: list[int]) -> None:
+        for i in indexes:
+            try:
+                await _report(api, worker_id, body.reports[i])
+            except HodeiError as exc:
+                error = api_error_from(exc)
+                if error.status >= 500:
+                    unavailable.append(exc)  # the store is down, say: all of it again later
+                    return
+                results[i] = {"status": error.status, "error": error_json(error)}
+
+    async with trio.open_nursery() as nursery:
+        for indexes in lanes.values():
+            nursery.start_soon(lane, indexes)
+    if unavailable:
+        raise unavailable[0]  # what was applied is applied: every report is idempotent
+    return json_response({"results": results})
+
+
 def agent_endpoints() -> list[Endpoint]:
     """The endpoints of this module."""
     w = (WorkerCaller,)
@@ -183,6 +245,7 @@ def agent_endpoints() -> list[Endpoint]:
         Endpoint("/api/v1/workers/{id}/heartbeat", "POST", heartbeat, w),
         Endpoint("/api/v1/workers/{id}/poll", "POST", poll, w),
         Endpoint("/api/v1/workers/{id}/leave", "POST", leave, w),
+        Endpoint("/api/v1/workers/{id}/reports", "POST", reports, w),
         Endpoint("/api/v1/jobs/{id}/start", "POST", start, w),
         Endpoint("/api/v1/jobs/{id}/logs", "POST", append_logs, w),
         Endpoint("/api/v1/jobs/{id}/finish", "POST", finish, w),

@@ -19,8 +19,12 @@ def _json(status: int, body: Any = None, headers: dict[str, str] | None = None) 
     return httpx.Response(status, json=body, headers=headers)
 
 
+def _error_json(code: str, message: str = "") -> dict[str, Any]:
+    return {"error": {"code": code, "message": message or code, "details": []}}
+
+
 def _error(status: int, code: str, message: str = "") -> httpx.Response:
-    return _json(status, {"error": {"code": code, "message": message or code, "details": []}})
+    return _json(status, _error_json(code, message))
 
 
 def worker_json(worker_id: str, name: str) -> dict[str, Any]:
@@ -49,6 +53,7 @@ class FakeServer:
         too_large: the most chunks a log report may carry (413 beyond).
         stale: attempts the server refuses reports about (409).
         missing: jobs the server does not know (404).
+        batches: whether it has the batch endpoint ``/workers/{id}/reports``.
     """
 
     up: bool = True
@@ -60,8 +65,11 @@ class FakeServer:
     key: int = 0  # worker tokens are "<id>.<key>": changing it forgets them all
     workers: dict[str, str] = attrs.Factory(dict)  # name -> id
     registrations: list[dict[str, Any]] = attrs.Factory(list)
-    #: the reports as they arrived: ("logs", job, attempt, [seq…]), ("finish", job, attempt, body)
+    #: the reports as they arrived: ("start", job, attempt), ("logs", job, attempt, [seq…]),
+    #: ("finish", job, attempt, body), ("leave",)
     arrivals: list[tuple[Any, ...]] = attrs.Factory(list)
+    batches: bool = True  # False: a server without the batch endpoint (404)
+    batch_sizes: list[int] = attrs.Factory(list)  # how many reports each batch carried
     logs: dict[tuple[str, int], dict[int, str]] = attrs.Factory(dict)
     requests: list[httpx.Request] = attrs.Factory(list)
     poll_answers: list[dict[str, Any]] = attrs.Factory(list)
@@ -117,25 +125,51 @@ class FakeServer:
                 return _error(404, "not_found")
             return self._worker_call(parts[2], request)
         job_id, what = parts[1], parts[2]
+        if what != "start":
+            body = {**body, "chunks": body.get("chunks", body.get("log_chunks"))}
+        if self._too_large(what, body):
+            return _error(413, "body_too_large")
+        status, answer = self._job_report(job_id, what, body)
+        return _json(status, answer)
+
+    def _too_large(self, what: str, body: dict[str, Any]) -> bool:
+        return (
+            what == "logs" and self.too_large is not None and len(body["chunks"]) > self.too_large
+        )
+
+    def _job_report(self, job_id: str, what: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """A report's status and answer; ``body`` has its output under ``chunks``."""
         if job_id in self.missing:
-            return _error(404, "not_found", f"job {job_id!r} not found")
+            return 404, _error_json("not_found", f"job {job_id!r} not found")
         attempt = body["attempt"]
         if (job_id, attempt) in self.stale:
             message = f"job {job_id!r}: attempt {attempt} is stale, the current attempt is 9"
-            return _error(409, "stale_attempt", message)
+            return 409, _error_json("stale_attempt", message)
         if what == "start":
-            return _json(200, {})
-        chunks = body["chunks"] if what == "logs" else body["log_chunks"]
-        if what == "logs" and self.too_large is not None and len(chunks) > self.too_large:
-            return _error(413, "body_too_large")
+            self.arrivals.append(("start", job_id, attempt))
+            return 200, {}
+        chunks = body["chunks"]
         stored = self.logs.setdefault((job_id, attempt), {})
         for chunk in chunks:
             stored.setdefault(chunk["seq"], chunk["data"])  # a resent seq is ignored
         if what == "logs":
             self.arrivals.append(("logs", job_id, attempt, [c["seq"] for c in chunks]))
-            return _json(200, {"job_id": job_id, "attempt": attempt, "received": len(chunks)})
+            return 200, {"job_id": job_id, "attempt": attempt, "received": len(chunks)}
         self.arrivals.append(("finish", job_id, attempt, body))
-        return _json(200, {})
+        return 200, {}
+
+    def _reports(self, request: httpx.Request) -> httpx.Response:
+        if not self.batches:
+            return _error(404, "not_found", f"no such endpoint: {request.url.path}")
+        reports = json.loads(request.content)["reports"]
+        self.batch_sizes.append(len(reports))
+        if any(self._too_large(r["type"], r) for r in reports):
+            return _error(413, "body_too_large")
+        results = []
+        for report in reports:
+            status, answer = self._job_report(report["job_id"], report["type"], report)
+            results.append({"status": status, **(answer if status >= 300 else {})})
+        return _json(200, {"results": results})
 
     def _register(self, token: str, body: dict[str, Any]) -> httpx.Response:
         if token != AGENT_TOKEN:
@@ -158,6 +192,8 @@ class FakeServer:
             self.heartbeats.append(trio.current_time())
             pace = self.heartbeat_interval_s
             return _json(200, {"cancel": [], "drain": False, "heartbeat_interval_s": pace})
+        if what == "reports":
+            return self._reports(request)
         if what == "poll":
             if self.poll_answers:
                 return _json(200, self.poll_answers.pop(0))

@@ -99,7 +99,7 @@ async def test_kept_while_the_server_is_down_then_delivered_in_order_once(
 
 
 async def test_an_answer_lost_on_the_way_is_sent_again(autojump_clock: Clock) -> None:
-    server = FakeServer(lose_answer={"/api/v1/jobs/job-1/logs"})
+    server = FakeServer(lose_answer={"/api/v1/workers/wrk-1/reports"})
     async with connected(server) as control:
         await control.append_logs("wrk-1", "job-1", 1, chunks(0, 2))
         await control.finish("wrk-1", "job-1", 1, Outcome(0))
@@ -116,7 +116,7 @@ async def test_5xx_and_429_are_tried_again_honouring_retry_after(autojump_clock:
         started = trio.current_time()
         await control.start("wrk-1", "job-1", 1)
         assert trio.current_time() - started >= 3.0
-        assert [r.url.path for r in server.requests[-4:]] == ["/api/v1/jobs/job-1/start"] * 4
+        assert [r.url.path for r in server.requests[-4:]] == ["/api/v1/workers/wrk-1/reports"] * 4
 
 
 async def test_a_stale_attempt_is_refused_to_the_worker_loop(autojump_clock: Clock) -> None:
