@@ -2,10 +2,10 @@
 ``GET /api/v1/jobs/{id}`` p99 < 50 ms meanwhile, and the server under 400 MB resident.
 
 The server is a real process, as ``http_dispatch`` starts it (``python -m hodei_backends._cli
-server`` with a TOML config and fixed tokens), with its default pace: agents are told to
-heartbeat every 5 s (stretched as the fleet grows, up to 10 s for 1,000 agents: see
-``hodei_http.Api.heartbeat_interval_s``) and to long-poll for 25 s, and a worker silent for
-30 s is lost.
+server`` with a TOML config and fixed tokens), with its default pace: agents long-poll for 25 s,
+a worker silent for 30 s is lost, and a waiting poll counts as a sign of life, so that agents
+whose poll waits are asked to heartbeat rarely (about 5 heartbeats a second for the whole
+fleet: see ``hodei_http.Api.heartbeat_pace``).
 
 The 1,000 agents are simulated by ``CLIENTS`` client processes (``bench._fleet`` run as a script),
 each agent speaking the agent protocol as ``hodei agent`` does over two keep-alive

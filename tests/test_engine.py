@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import trio
 import trio.lowlevel
@@ -27,8 +29,9 @@ from hodei_core import (
     WorkerState,
 )
 from hodei_core.policies import BinPack, FirstFit, LeastLoaded
+from hodei_core.ports import Instructions
 from hodei_core.testing import CallableExecutor, ManualExecutor, trio_wall_clock
-from hodei_core.worker import WorkerLoop
+from hodei_core.worker import InProcessControlPlane, WorkerLoop, WorkerSettings
 
 from .conftest import FAST
 
@@ -350,3 +353,50 @@ async def test_registering_again_keeps_only_the_jobs_the_agent_still_runs() -> N
     assert (await hodei.get(kept.id)).state is JobState.RUNNING
     requeued = await hodei.get(dropped.id)
     assert (requeued.state, requeued.attempt) == (JobState.QUEUED, 2)
+
+
+class _Recording:
+    """A control plane that records the calls that say a worker is alive or gone."""
+
+    def __init__(self, inner: InProcessControlPlane) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, float]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def heartbeat(self, worker_id: str, running: Sequence[tuple[str, int]]) -> Instructions:
+        self.calls.append(("heartbeat", trio.current_time()))
+        return await self.inner.heartbeat(worker_id, running)
+
+    async def leave(self, worker_id: str) -> None:
+        self.calls.append(("leave", trio.current_time()))
+        await self.inner.leave(worker_id)
+
+
+async def test_a_draining_worker_heartbeats_at_once_and_never_after_leaving(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # a worker that a server asked for rare heartbeats (its poll spoke for it) stops polling
+    # when it drains: its heartbeats alone must keep it alive from then on
+    engine = Hodei(store=MemoryStore(), bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery, engine.control_plane() as inner:
+        await nursery.start(engine.run)
+        control = _Recording(inner)
+        settings = WorkerSettings(heartbeat_interval_s=1_000.0)
+        manual = ManualExecutor()
+        loop = WorkerLoop(control, manual, WorkerRegistration(name="w"), settings=settings)
+        await nursery.start(loop.run)
+        job = await engine.submit(TRUE)
+        await manual.started(job.id)
+        await trio.sleep(10)
+        assert control.calls == []
+        drained_at = trio.current_time()
+        await engine.drain_worker(loop.worker_id)
+        await trio.sleep(10)
+        assert control.calls == [("heartbeat", pytest.approx(drained_at, abs=1.0))]
+        manual.finish(job.id)
+        await trio.sleep(10)
+        assert [call for call, _ in control.calls] == ["heartbeat", "leave"]
+        assert (await engine.get_worker(loop.worker_id)).state is WorkerState.OFFLINE
+        nursery.cancel_scope.cancel()

@@ -143,6 +143,7 @@ class WorkerLoop:
         self._running: dict[tuple[str, int], _Running] = {}
         self._live_running = _LiveRunning(self._running)
         self._draining = False
+        self._beat_now = trio.Event()
         self._idle = trio.Event()
         #: set when some job has log output waiting to be sent
         self.logs_waiting = trio.Event()
@@ -159,8 +160,15 @@ class WorkerLoop:
         return [key for key, r in self._running.items() if not r.cancelled]
 
     def drain(self) -> None:
-        """Take no new job; return from ``run`` once the running ones have finished."""
-        self._draining = True
+        """Take no new job; return from ``run`` once the running ones have finished.
+
+        The worker heartbeats at once: while it long-polled, a server may have counted the
+        waiting poll as a sign of life and asked for rare heartbeats; from now on only its
+        heartbeats say it is alive, and the answer gives the pace for that.
+        """
+        if not self._draining:
+            self._draining = True
+            self._beat_now.set()
         if not self._running:
             self._idle.set()
 
@@ -177,8 +185,9 @@ class WorkerLoop:
                 )
                 self._obey(instructions, nursery)
             await self._idle.wait()
-            await self.control.leave(self.worker_id)
+            # no heartbeat may follow the leave: a worker heard from again is back online
             nursery.cancel_scope.cancel()
+        await self.control.leave(self.worker_id)
 
     def _obey(self, instructions: Instructions, nursery: trio.Nursery | None) -> None:
         for key in instructions.cancel:
@@ -198,7 +207,9 @@ class WorkerLoop:
     async def _heartbeats(self) -> None:
         interval = self.settings.heartbeat_interval_s
         while True:
-            await trio.sleep(interval)
+            with trio.move_on_after(interval):
+                await self._beat_now.wait()
+            self._beat_now = trio.Event()
             instructions = await self.control.heartbeat(self.worker_id, self.running)
             # the server sets the pace: it slows a large fleet down to keep up with it
             if instructions.heartbeat_interval_s is not None and not self.settings.pinned_heartbeat:

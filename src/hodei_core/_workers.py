@@ -90,6 +90,13 @@ class WorkerManagement:
             self._ctx.wake_scheduler()
         return await self.instructions(after, running, include_jobs=False)
 
+    async def touch(self, worker_ids: Collection[str]) -> None:
+        """Note that these workers are alive, as a heartbeat would, without anything else a
+        heartbeat does: for a server that knows them alive otherwise (their long-poll is
+        waiting on an open connection), in one store write for all. Lost, offline and unknown
+        workers are left as they are."""
+        await self._ctx.store.touch_workers(worker_ids, self._ctx.clock())
+
     async def instructions(
         self, worker: Worker, running: Collection[tuple[str, int]], *, include_jobs: bool = True
     ) -> Instructions:

@@ -6,7 +6,7 @@ against these contracts; every adapter shipped with Hodei passes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
@@ -176,6 +176,12 @@ class Store(Protocol):
         Raises:
             WorkerNotFound: there is no such worker.
         """
+
+    async def touch_workers(self, worker_ids: Collection[str], now: float) -> None:
+        """Set ``last_heartbeat=now`` on each of these workers that is online or draining and
+        was last heard from before ``now``, in one step. Lost, offline and unknown workers
+        are left as they are: coming back is a heartbeat's business, which also says which
+        jobs to stop."""
 
     async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
         """Every online worker with what its active jobs use, in the order they registered;

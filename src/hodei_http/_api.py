@@ -51,8 +51,12 @@ ID = re.compile(r"[A-Za-z0-9_-]{1,100}\Z")
 _WHO = {Tenant: "tenants (an API token)", Agent: "the agent token", WorkerCaller: "workers"}
 
 
-#: the fleet-wide heartbeat rate a large fleet is slowed down to (see Api.heartbeat_interval_s)
+#: the fleet-wide heartbeat rate a large fleet is slowed down to (see Api.heartbeat_pace)
 _FLEET_BEATS_PER_S = 50.0
+#: the same for the workers with a poll waiting, which the polls' keep-alive speaks for
+_POLLING_BEATS_PER_S = 5.0
+#: the slowest pace any worker is asked for
+_SLOWEST_PACE_S = 300.0
 
 
 @attrs.frozen
@@ -65,19 +69,30 @@ class Api:
     metrics: Metrics
     polls: WaitingPolls = attrs.field(factory=WaitingPolls)
 
-    @property
-    def heartbeat_interval_s(self) -> float:
-        """The heartbeat pace agents are asked to keep now.
+    def heartbeat_pace(self, worker_id: str | None = None) -> float:
+        """The heartbeat pace to ask of this worker (of a worker registering: None).
 
         Every heartbeat is a request, and a large fleet's heartbeats crowd out everyone else's
         (``bench/http_longpoll.py``: 1,000 agents beating every 5 s took most of a core). The
-        pace stretches with the number of agents long-polling this process, for about
-        ``_FLEET_BEATS_PER_S`` heartbeats a second in all: from ``heartbeat_interval_s`` at
-        least to a third of ``lost_after_s`` at most, so that a worker may miss two beats in a
-        row and still not be lost.
+        pace stretches with the number of agents long-polling this process:
+
+        - for a worker with a poll waiting here, which ``WaitingPolls.keep_alive`` notes as
+          alive, to about ``_POLLING_BEATS_PER_S`` heartbeats a second in all, up to
+          ``_SLOWEST_PACE_S``: its heartbeats no longer keep it from being lost. A worker
+          stops polling when it drains, and then beats at once (``WorkerLoop.drain``), and
+          is answered the pace below;
+        - for the others, to about ``_FLEET_BEATS_PER_S`` heartbeats a second, up to a third of
+          ``lost_after_s``, so that a worker may miss two beats in a row and not be lost.
+
+        Never faster than ``heartbeat_interval_s``.
         """
         settings = self.settings
-        stretched = min(self.metrics.polls_waiting / _FLEET_BEATS_PER_S, settings.lost_after_s / 3)
+        if worker_id is not None and worker_id in self.polls:
+            stretched = min(len(self.polls) / _POLLING_BEATS_PER_S, _SLOWEST_PACE_S)
+        else:
+            stretched = min(
+                self.metrics.polls_waiting / _FLEET_BEATS_PER_S, settings.lost_after_s / 3
+            )
         return max(settings.heartbeat_interval_s, stretched)
 
     @property

@@ -74,7 +74,8 @@ def create_app(hodei: Hodei, settings: ServerSettings) -> Starlette:
     """The HTTP API of DESIGN §6 over ``hodei``.
 
     The caller runs ``hodei.run`` (the scheduler and the reaper) alongside; the app's lifespan
-    only counts job events for ``/metrics`` and wakes the long-polls the bus failed to wake.
+    only counts job events for ``/metrics``, wakes the long-polls the bus failed to wake, and
+    notes the workers whose polls wait as alive.
     ``app.state.api`` holds what the routes share.
 
     Args:
@@ -88,6 +89,7 @@ def create_app(hodei: Hodei, settings: ServerSettings) -> Starlette:
         async with trio.open_nursery() as nursery:
             await nursery.start(api.metrics.collect, hodei)
             await nursery.start(api.polls.sweep, hodei)
+            await nursery.start(api.polls.keep_alive, hodei, settings.lost_after_s)
             yield
             nursery.cancel_scope.cancel()
 

@@ -1,5 +1,5 @@
-"""``WaitingPolls``: the agents' long-polls waiting in this process, and the safety net that
-wakes those the bus failed to.
+"""``WaitingPolls``: the agents' long-polls waiting in this process, the safety net that wakes
+those the bus failed to, and the keep-alive that counts a waiting poll as a heartbeat.
 
 A waiting poll is woken through the bus when there is something for its worker (DESIGN §3),
 but the bus may drop an event. Each poll used to read the store again every few seconds in
@@ -8,6 +8,14 @@ of the server's CPU. Instead, one task of the process asks the store every ``REC
 workers have a job assigned and not yet started, and wakes their polls, which then read the
 store as if the bus had woken them. A dropped cancel or drain needs no such net: every
 heartbeat answer carries them (``hodei_core`` agents obey it), at least as often.
+
+A worker whose poll waits on an open connection is alive as far as the server can tell: an
+agent that crashes or is killed closes its connections, and its poll ends. So, a few times per
+``lost_after_s``, one store write notes every worker with a poll waiting here as heard from
+(``keep_alive``), and such workers are asked for heartbeats far less often
+(``Api.heartbeat_pace``): with 1,000 agents, heartbeats were most of the server's requests.
+The cost: a host that vanishes without closing its connections (power cut, network split) is
+found lost once its poll's wait has run out too, up to ``lost_after_s`` later than a silent one.
 """
 
 from __future__ import annotations
@@ -22,12 +30,14 @@ from hodei_core import Hodei, JobState
 from hodei_core.errors import HodeiError
 from hodei_core.ports import JobQuery
 
-__all__ = ["RECHECK_S", "WaitingPolls"]
+__all__ = ["KEEP_ALIVES_PER_LOST", "RECHECK_S", "WaitingPolls"]
 
 log = logging.getLogger("hodei.http")
 
 #: How long a job assigned while its worker's poll missed the event waits, at most.
 RECHECK_S = 5.0
+#: How many times per ``lost_after_s`` the workers with a poll waiting are noted as alive.
+KEEP_ALIVES_PER_LOST = 6
 # Jobs assigned and not yet started are few (they start within milliseconds); a burst beyond
 # this many is swept in the next rounds, or found by each worker's next poll.
 _SWEEP_LIMIT = 10_000
@@ -39,6 +49,14 @@ class WaitingPolls:
 
     def __init__(self) -> None:
         self._waiting: dict[str, set[trio.CancelScope]] = {}
+        self._began: dict[str, float] = {}  # when each worker's latest waiting poll began
+
+    def __len__(self) -> int:
+        """How many workers have a poll waiting here."""
+        return len(self._waiting)
+
+    def __contains__(self, worker_id: object) -> bool:
+        return worker_id in self._waiting
 
     @contextlib.contextmanager
     def waiting(self, worker_id: str, scope: trio.CancelScope) -> Iterator[None]:
@@ -46,12 +64,14 @@ class WaitingPolls:
         cancels the scope, which the poll takes as "read the store again"."""
         scopes = self._waiting.setdefault(worker_id, set())
         scopes.add(scope)
+        self._began[worker_id] = trio.current_time()
         try:
             yield
         finally:
             scopes.discard(scope)
             if not scopes:
                 del self._waiting[worker_id]
+                del self._began[worker_id]
 
     def wake(self, worker_ids: Iterable[str]) -> None:
         """Wake the waiting polls of these workers (those waiting elsewhere are not ours)."""
@@ -76,3 +96,25 @@ class WaitingPolls:
                 log.warning("could not look for jobs the bus did not announce: %s", exc)
                 continue
             self.wake({job.worker_id for job in jobs if job.worker_id is not None})
+
+    async def keep_alive(
+        self,
+        hodei: Hodei,
+        lost_after_s: float,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """A few times per ``lost_after_s``, note the workers with a poll waiting here as
+        heard from (a poll waiting for longer than ``lost_after_s`` is no news), until
+        cancelled."""
+        task_status.started()
+        while True:
+            await trio.sleep(lost_after_s / KEEP_ALIVES_PER_LOST)
+            recent = trio.current_time() - lost_after_s
+            alive = [worker for worker, began in self._began.items() if began > recent]
+            if not alive:
+                continue
+            try:
+                await hodei.workers.touch(alive)
+            except HodeiError as exc:  # the store is unavailable: heartbeats still count
+                log.warning("could not note the polling workers as alive: %s", exc)

@@ -52,7 +52,7 @@ async def register(api: Api, request: Request, caller: Agent) -> Response:
     answer = {
         "worker": worker_json(worker),
         "token": api.auth.worker_token(worker.id),
-        "heartbeat_interval_s": api.heartbeat_interval_s,
+        "heartbeat_interval_s": api.heartbeat_pace(),
         "poll_wait_s": api.settings.poll_wait_s,
         "lost_after_s": api.settings.lost_after_s,
     }
@@ -66,7 +66,7 @@ async def heartbeat(api: Api, request: Request, caller: WorkerCaller) -> Respons
     check_query(request, ())
     body = await json_request(api, request, RunningRequest, optional=True)
     instructions = await api.hodei.workers.heartbeat(worker_id, body.pairs())
-    return json_response(heartbeat_json(instructions, api.heartbeat_interval_s))
+    return json_response(heartbeat_json(instructions, api.heartbeat_pace(worker_id)))
 
 
 async def _instructions(

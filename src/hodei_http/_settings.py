@@ -128,7 +128,7 @@ class ServerSettings:
         max_body_bytes: largest request body accepted (413 beyond).
         lost_after_s: silence after which a worker is lost.
         heartbeat_interval_s: how often agents are asked to heartbeat, at least (a large
-            fleet is asked to beat less often: see ``Api.heartbeat_interval_s``).
+            fleet is asked to beat less often: see ``Api.heartbeat_pace``).
         poll_wait_s: the long-poll wait agents are told to use; also the cap for ``?wait=``
             is ``max(60, poll_wait_s)``.
         generated_tokens: tokens made up for this start, ``(what, token)``, to print once.

@@ -9,7 +9,7 @@ values, so no operation can forget one.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import attrs
 import trio
@@ -57,6 +57,8 @@ class _Usage:
 
 
 _NO_USAGE = _Usage()
+# the states in which a worker is expected to speak, and is lost if it does not
+_HEARD = frozenset({WorkerState.ONLINE, WorkerState.DRAINING})
 
 
 class MemoryStore:
@@ -307,6 +309,13 @@ class MemoryStore:
         after = change(before)
         self._set_worker(after)
         return before, after
+
+    async def touch_workers(self, worker_ids: Collection[str], now: float) -> None:
+        await _checkpoint()
+        for worker_id in worker_ids:
+            worker = self._workers.get(worker_id)
+            if worker is not None and worker.state in _HEARD and worker.last_heartbeat < now:
+                self._set_worker(attrs.evolve(worker, last_heartbeat=now))
 
     async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
         await _checkpoint()

@@ -157,6 +157,15 @@ class Statements:
             .values({c.name: _b(c.name) for c in WORKER_COLUMNS if c.name != "id"})
         )
         self.workers = self._sql(select_workers.order_by(workers.c.seq))
+        self.touch_workers = self._sql(
+            sa.update(workers)
+            .where(
+                self._in_ids(workers.c.id),
+                _one_of(workers.c.state, ("online", "draining")),
+                workers.c.last_heartbeat < _b("now"),
+            )
+            .values(last_heartbeat=_b("now"))
+        )
         usage = (
             sa.select(
                 jobs.c.worker_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from hodei_core import Job, Worker, WorkerRegistration, WorkerState, WorkerView
@@ -108,6 +108,17 @@ class WorkersMixin:
             return before, after
 
         return await self._db.write("update_worker", update)
+
+    async def touch_workers(self, worker_ids: Collection[str], now: float) -> None:
+        """See ``hodei_core.ports.Store.touch_workers``."""
+        s = self._db.statements
+        params = {"ids": s.id_list(worker_ids), "now": now}
+
+        def touch(tx: Tx) -> None:
+            tx.run(s.touch_workers, params)
+
+        if worker_ids:
+            await self._db.write("touch_workers", touch)
 
     async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
         """See ``hodei_core.ports.Store.worker_views``."""

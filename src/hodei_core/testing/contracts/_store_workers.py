@@ -150,6 +150,34 @@ class WorkersContract:
         assert caught.value is error
         assert await store.get_worker(worker.id) == worker
 
+    async def test_touch_workers_refreshes_only_workers_expected_to_speak(
+        self, store: Store
+    ) -> None:
+        """``touch_workers`` moves ``last_heartbeat`` forward on online and draining workers
+        only, never back; lost, offline and unknown ids are left alone."""
+        online = await _register(store, "w-online")
+        draining = await _set_worker_state(
+            store, (await _register(store, "w-draining")).id, WorkerState.DRAINING
+        )
+        lost = await _set_worker_state(
+            store, (await _register(store, "w-lost")).id, WorkerState.LOST
+        )
+        offline = await _set_worker_state(
+            store, (await _register(store, "w-offline")).id, WorkerState.OFFLINE
+        )
+        untouched = await _register(store, "w-not-named")
+        ids = [online.id, draining.id, lost.id, offline.id, "nope"]
+        await store.touch_workers(ids, _T0 + 10)
+        await store.touch_workers([online.id], _T0 + 5)  # late: no step back
+        await store.touch_workers([], _T0 + 20)
+        assert await store.list_workers() == [
+            attrs.evolve(online, last_heartbeat=_T0 + 10),
+            attrs.evolve(draining, last_heartbeat=_T0 + 10),
+            lost,
+            offline,
+            untouched,
+        ]
+
     async def test_worker_views_count_active_jobs_of_online_workers(self, store: Store) -> None:
         """One view per online worker, with the slots, CPU and memory its active jobs use."""
         w1 = await _register(store, "w1", slots=4, cpu=4.0, memory_mb=4096)
