@@ -84,6 +84,8 @@ class Context:
     clock: Clock = time.time
     #: the scheduler's wake-up
     wake_scheduler: Callable[[], None] = lambda: None
+    #: the scheduler's wake-up when a job was queued: its pass need not ask whether any is
+    job_queued: Callable[[], None] = lambda: None
     #: told of every job of a pipeline run that reached a terminal state
     run_job_ended: Callable[[Job], Awaitable[None]] = _nothing
 
@@ -93,7 +95,7 @@ async def job_ended(ctx: Context, job: Job) -> None:
     pipeline run it belongs to advance."""
     await ctx.bus.publish(JobFinished(job))
     if job.state is JobState.QUEUED:
-        ctx.wake_scheduler()
+        ctx.job_queued()
     elif job.run_id is not None:
         await ctx.run_job_ended(job)
 

@@ -92,6 +92,7 @@ class Hodei:
         self.workers = WorkerManagement(ctx, lost_after_s=lost_after_s)
         self.pipelines = PipelineManager(ctx)
         ctx.wake_scheduler = self.scheduler.wake
+        ctx.job_queued = self.scheduler.job_queued
         ctx.run_job_ended = self.pipelines.job_ended
 
     @property

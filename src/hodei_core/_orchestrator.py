@@ -40,7 +40,7 @@ class Orchestrator:
         now = self._ctx.clock()
         job = Job(id=job_id or new_id("job"), tenant=tenant, spec=spec, created_at=now)
         await self._ctx.store.add_job(job, self._quotas.admission(tenant, now))
-        self._ctx.wake_scheduler()
+        self._ctx.job_queued()
         await self._ctx.bus.publish(JobSubmitted(job.id, tenant))
         return job
 

@@ -92,7 +92,7 @@ class PipelineManager:
 
     async def _queued(self, jobs: Sequence[Job]) -> None:
         if jobs:
-            self._ctx.wake_scheduler()
+            self._ctx.job_queued()
         for job in jobs:
             await self._ctx.bus.publish(JobSubmitted(job.id, job.tenant))
 

@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from hodei_core import Job
+from hodei_core import Job, Worker
 from hodei_core.errors import HodeiError, JobNotFound
+from hodei_core.events import JobAssigned
 from hodei_core.ports import Instructions
 
 from ._api import ID, Api, Endpoint, json_request, own_worker, path_id
@@ -73,20 +74,28 @@ async def _instructions(
     api: Api, worker_id: str, running: Sequence[tuple[str, int]], wait_s: float
 ) -> Instructions | None:
     workers = api.hodei.workers
+    worker: Worker | None = None
     async with api.hodei.bus.subscribe(f"workers.{worker_id}.>") as inbox:
         deadline = trio.current_time() + wait_s
         while True:
-            # what arrived before this read only says "look again", which this read does
+            # What arrived before this read only says "look again", which this read does.
+            # Only an assignment leaves the worker's own record as it was (the usual wake-up,
+            # one store read less on the way to the job's start); anything else (a drain, a
+            # loss) has it read again.
             with contextlib.suppress(trio.WouldBlock):
                 while True:
-                    inbox.receive_nowait()
-            worker = await workers.get(worker_id)
+                    if not isinstance(inbox.receive_nowait(), JobAssigned):
+                        worker = None
+            if worker is None:
+                worker = await workers.get(worker_id)
             instructions = await workers.instructions(worker, running)
             if instructions.jobs or instructions.cancel or instructions.drain:
                 return instructions
-            # until the bus or the sweep wakes this poll (the sweep cancels `wait`)
+            # until the bus or the sweep wakes this poll (the sweep cancels `wait`, and looks
+            # for assignments only)
             with trio.move_on_at(deadline) as wait, api.polls.waiting(worker_id, wait):
-                await inbox.receive()
+                if not isinstance(await inbox.receive(), JobAssigned):
+                    worker = None
             if trio.current_time() >= deadline:
                 # no read for what came at the last moment: the agent's next poll does it first
                 return None

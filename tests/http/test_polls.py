@@ -3,6 +3,8 @@ worker's waiting poll, within ``RECHECK_S``, without each poll reading the store
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import httpx
 import pytest
 import trio
@@ -10,12 +12,12 @@ import trio.testing
 from starlette.applications import Starlette
 
 from hodei_backends import MemoryEventBus, MemoryStore
-from hodei_core import Hodei
+from hodei_core import Hodei, JobSpec
 from hodei_core.events import Event, JobAssigned
-from hodei_http import ServerSettings
+from hodei_http import ServerSettings, create_app
 from hodei_http._polls import RECHECK_S
 
-from .conftest import Register
+from .conftest import AGENT, Register, auth
 
 
 class _LosesAssignments(MemoryEventBus):
@@ -68,3 +70,70 @@ async def test_a_job_the_bus_did_not_announce_reaches_the_waiting_poll(
     (answer,) = answers
     assert answer.status_code == 200, answer.text
     assert [job["id"] for job in answer.json()["jobs"]] == [submitted.json()["id"]]
+
+
+class _CountingStore(MemoryStore):
+    """A memory store that counts reads of worker records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker_reads = 0
+
+    async def get_worker(self, worker_id: str):  # type: ignore[no-untyped-def]
+        self.worker_reads += 1
+        return await super().get_worker(worker_id)
+
+
+async def test_a_poll_woken_by_an_assignment_does_not_read_its_worker_again(
+    nursery: trio.Nursery,
+    settings: ServerSettings,
+) -> None:
+    # the worker's record says only whether to drain, which no assignment changes; a drain
+    # (another event) has it read again
+    store = _CountingStore()
+    engine = Hodei(store=store, bus=MemoryEventBus(), quotas=settings.quotas)
+    await nursery.start(engine.run)
+    app = create_app(engine, settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hodei.test") as client:
+        registered = await client.post("/api/v1/workers", json={"name": "w"}, headers=auth(AGENT))
+        worker_id = registered.json()["worker"]["id"]
+        headers = auth(registered.json()["token"])
+
+        async def poll() -> httpx.Response:
+            return await client.post(
+                f"/api/v1/workers/{worker_id}/poll", params={"wait": 5}, json={}, headers=headers
+            )
+
+        async with trio.open_nursery() as polls:
+            answers: list[httpx.Response] = []
+            polls.start_soon(lambda: _append(answers, poll()))
+            await trio.testing.wait_all_tasks_blocked()
+            reads = store.worker_reads
+            job = await engine.submit(JobSpec(command=["true"]), tenant="acme")
+        assert [job["id"] for job in answers[0].json()["jobs"]] == [job.id]
+        assert store.worker_reads == reads  # the assignment woke it: no read of the worker
+
+        running = {"running": [{"job_id": job.id, "attempt": 1}]}
+        async with trio.open_nursery() as polls:
+            answers.clear()
+            polls.start_soon(
+                lambda: _append(
+                    answers,
+                    client.post(
+                        f"/api/v1/workers/{worker_id}/poll",
+                        params={"wait": 5},
+                        json=running,
+                        headers=headers,
+                    ),
+                )
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            reads = store.worker_reads
+            await engine.drain_worker(worker_id)
+        assert answers[0].json()["drain"] is True
+        assert store.worker_reads > reads  # a drain is news about the worker itself
+
+
+async def _append(answers: list[httpx.Response], call: Awaitable[httpx.Response]) -> None:
+    answers.append(await call)

@@ -1,0 +1,50 @@
+"""What a scheduling pass reads: the store calls between a submit and its assignment are the
+dispatch latency on a SQL store, where each costs a round trip to its thread."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from hodei_backends import MemoryEventBus, MemoryStore
+from hodei_core import Hodei, JobSpec, JobState, WorkerRegistration
+
+TRUE = JobSpec(command=["true"])
+
+
+class _CountingStore(MemoryStore):
+    """A memory store that notes the limit of each ``queued_jobs`` call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_reads: list[int] = []
+
+    async def queued_jobs(self, limit: int):  # type: ignore[no-untyped-def]
+        self.queue_reads.append(limit)
+        return await super().queued_jobs(limit)
+
+
+async def _settled(hodei: Hodei, job_id: str) -> JobState:
+    await trio.testing.wait_all_tasks_blocked()
+    return (await hodei.get(job_id)).state
+
+
+async def test_a_pass_after_a_submit_does_not_ask_whether_the_queue_is_empty(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = _CountingStore()
+    hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hodei.run)
+        await hodei.workers.register(WorkerRegistration(name="w"))
+        await trio.sleep(5)  # passes at rest ask, and find the queue empty
+        assert store.queue_reads and set(store.queue_reads) == {1}
+        store.queue_reads.clear()
+        job = await hodei.submit(TRUE)
+        assert await _settled(hodei, job.id) is JobState.ASSIGNED
+        # one read of the queue, the window the free slot calls for: no probe first
+        assert len(store.queue_reads) == 1 and store.queue_reads[0] > 1
+        store.queue_reads.clear()
+        await trio.sleep(1.5)  # the next pass at rest asks again: nothing was queued since
+        assert store.queue_reads == [1]
+        nursery.cancel_scope.cancel()
