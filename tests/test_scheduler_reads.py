@@ -3,11 +3,13 @@ dispatch latency on a SQL store, where each costs a round trip to its thread."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
 from hodei_backends import MemoryEventBus, MemoryStore
-from hodei_core import Hodei, JobSpec, JobState, WorkerRegistration
+from hodei_core import Capacity, Hodei, JobSpec, JobState, WorkerRegistration
+from hodei_core.errors import StorageError
 
 TRUE = JobSpec(command=["true"])
 
@@ -48,3 +50,37 @@ async def test_a_pass_after_a_submit_does_not_ask_whether_the_queue_is_empty(
         await trio.sleep(1.5)  # the next pass at rest asks again: nothing was queued since
         assert store.queue_reads == [1]
         nursery.cancel_scope.cancel()
+
+
+async def test_on_a_full_fleet_a_pass_does_not_read_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = _CountingStore()
+    hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hodei.run)
+        await hodei.workers.register(WorkerRegistration(name="w", capacity=Capacity(slots=1)))
+        first = await hodei.submit(TRUE)
+        assert await _settled(hodei, first.id) is JobState.ASSIGNED
+        # the pass that finds the fleet full had read the queue alongside the workers...
+        second = await hodei.submit(TRUE)
+        assert await _settled(hodei, second.id) is JobState.QUEUED
+        store.queue_reads.clear()
+        # ...but the next one knows there was no room, and reads only the workers
+        third = await hodei.submit(TRUE)
+        assert await _settled(hodei, third.id) is JobState.QUEUED
+        assert store.queue_reads == []
+        nursery.cancel_scope.cancel()
+
+
+class _BrokenWorkers(MemoryStore):
+    async def worker_views(self, *, with_room: bool = False):  # type: ignore[no-untyped-def]
+        raise StorageError("the database is gone")
+
+
+async def test_a_store_error_in_a_side_by_side_read_comes_out_as_itself() -> None:
+    store = _BrokenWorkers()
+    hodei = Hodei(store=store, bus=MemoryEventBus())
+    await hodei.submit(TRUE)
+    with pytest.raises(StorageError, match="the database is gone"):
+        await hodei.scheduler.schedule_once(job_queued=True)

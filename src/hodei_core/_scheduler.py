@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
+import outcome
 import trio
 
 from . import _lifecycle as lifecycle
@@ -21,6 +23,9 @@ log = logging.getLogger("hodei.scheduler")
 
 # Queued jobs a pass reads beyond twice the free slots (see ``schedule_once``).
 _WINDOW_MARGIN = 32
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class Scheduler:
@@ -52,6 +57,8 @@ class Scheduler:
         self._coalesce_s = coalesce_s
         self._wake = trio.Event()
         self._queued = False  # a job was queued since the last pass began
+        # how much of the queue the last pass read (0: it found no room)
+        self._last_window = _WINDOW_MARGIN
         self.passes = 0
 
     def wake(self) -> None:
@@ -91,18 +98,33 @@ class Scheduler:
         # one indexed read answers it, where reading a large idle fleet would not be cheap
         if not job_queued and not await store.queued_jobs(1):
             return 0
-        views = await store.worker_views(with_room=True)
+        queued: Sequence[Job] | None = None
+        guess = self._last_window
+        if job_queued and guess:
+            # A job was queued and the last pass found room: the workers and the queue are read
+            # side by side, one round trip on a store that batches its reads (a submit on an
+            # idle fleet: the dispatch latency). On a full fleet the last pass found no room,
+            # and the queue is not read for nothing.
+            views, queued = await _side_by_side(
+                lambda: store.worker_views(with_room=True), lambda: store.queued_jobs(guess)
+            )
+        else:
+            views = await store.worker_views(with_room=True)
         free = sum(view.free_slots for view in views)
         if not views:
             # No room anywhere: the queue waits for the next wake. (A job no worker could ever
             # run is failed by the first pass that finds room, and finds it does not fit.)
+            self._last_window = 0
             return 0
         # Read no more of the queue than the free slots could take (and a margin for jobs the
         # free workers cannot run): on a busy fleet most passes place a few jobs, and reading
         # the whole batch each time cost more than the rest of the pass. Only when that window
         # turns out to be blocked is the queue read as deep as ``batch``.
-        window = min(self._batch, 2 * free + _WINDOW_MARGIN)
-        queued = await store.queued_jobs(window)
+        window = self._last_window = min(self._batch, 2 * free + _WINDOW_MARGIN)
+        if queued is None or len(queued) == guess < window:
+            queued = await store.queued_jobs(window)
+        else:
+            queued = queued[:window]
         if not queued:
             return 0
         running = await store.active_by_tenant() if self._quotas.limits_running else None
@@ -191,3 +213,18 @@ class Scheduler:
                 job.id, lambda j: lifecycle.unschedulable(j, now)
             )
             await job_ended(self._ctx, after)
+
+
+async def _side_by_side(
+    first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]
+) -> tuple[A, B]:
+    """``(await first(), await second())``, awaited at once; each raises as it would alone."""
+    seconds: list[outcome.Outcome[B]] = []
+
+    async def run_second() -> None:
+        seconds.append(await outcome.acapture(second))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_second)
+        firsts = await outcome.acapture(first)
+    return firsts.unwrap(), seconds[0].unwrap()
