@@ -36,6 +36,7 @@ from ._wire import (
     instructions_from,
     report_json,
     running_json,
+    start_json,
 )
 
 __all__ = ["HttpControlPlane"]
@@ -240,7 +241,7 @@ class HttpControlPlane:
 
         async def once() -> None:
             try:
-                await self.reporter.send(report_json(job_id, attempt), key, report_size(()))
+                await self.reporter.send(start_json(job_id, attempt), key, report_size(()))
                 return
             except SendAlone:
                 pass

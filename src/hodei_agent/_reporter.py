@@ -8,8 +8,9 @@ requests instead of eight.
 
 Each report still gets its own answer: the server applies each and says for each what its
 own endpoint would have said, so that a stale attempt is refused alone. A server without the
-batch endpoint (404 or 405), or a batch too large for it (413), makes the caller send its
-report alone, on the report's own endpoint (``SendAlone``).
+batch endpoint (404 or 405), a batch too large for it (413), or one it finds malformed (400:
+one report in it, say) makes the callers send their reports alone, each on its own endpoint
+(``SendAlone``).
 """
 
 from __future__ import annotations
@@ -143,7 +144,11 @@ class Reporter:
             if response.status_code in (404, 405):
                 log.info("the server takes no batches of reports: sending them one by one")
                 self._batches = False
-            if response.status_code in (404, 405, 413):
+            # 413: too large together; 400 for several: one of them is malformed, and alone
+            # each is refused or taken on its own merits, as before batches
+            if response.status_code in (404, 405, 413) or (
+                response.status_code == 400 and len(batch) > 1
+            ):
                 for item in batch:
                     item.error = SendAlone()
                 return

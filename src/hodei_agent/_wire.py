@@ -33,6 +33,7 @@ __all__ = [
     "registration_json",
     "report_json",
     "running_json",
+    "start_json",
 ]
 
 T = TypeVar("T")
@@ -236,18 +237,21 @@ def finish_json(attempt: int, outcome: Outcome, chunks: Sequence[LogChunk]) -> d
     }
 
 
-def report_json(
-    job_id: str, attempt: int, chunks: Sequence[LogChunk] = (), outcome: Outcome | None = None
-) -> dict[str, Any]:
-    """A report as a batch carries it: a start (no chunks, no outcome), output, or an end."""
-    if outcome is not None:
-        return {
-            "job_id": job_id,
-            "attempt": attempt,
-            "type": "finish",
-            **_converter().unstructure(outcome, Outcome),
-            "chunks": chunks_json(chunks),
-        }
-    if chunks:
-        return {"job_id": job_id, "attempt": attempt, "type": "logs", "chunks": chunks_json(chunks)}
+def start_json(job_id: str, attempt: int) -> dict[str, Any]:
+    """A start report as a batch carries it."""
     return {"job_id": job_id, "attempt": attempt, "type": "start"}
+
+
+def report_json(
+    job_id: str, attempt: int, chunks: Sequence[LogChunk], outcome: Outcome | None
+) -> dict[str, Any]:
+    """A report as a batch carries it: output, or with ``outcome`` the attempt's end."""
+    if outcome is None:
+        return {"job_id": job_id, "attempt": attempt, "type": "logs", "chunks": chunks_json(chunks)}
+    return {
+        "job_id": job_id,
+        "attempt": attempt,
+        "type": "finish",
+        **_converter().unstructure(outcome, Outcome),
+        "chunks": chunks_json(chunks),
+    }

@@ -69,25 +69,30 @@ class Api:
     metrics: Metrics
     polls: WaitingPolls = attrs.field(factory=WaitingPolls)
 
-    def heartbeat_pace(self, worker_id: str | None = None) -> float:
-        """The heartbeat pace to ask of this worker (of a worker registering: None).
+    def heartbeat_pace(self, worker_id: str | None = None, *, draining: bool = False) -> float:
+        """The heartbeat pace to ask of this worker (of a worker registering: None), which is
+        ``draining`` or not.
 
         Every heartbeat is a request, and a large fleet's heartbeats crowd out everyone else's
         (``bench/http_longpoll.py``: 1,000 agents beating every 5 s took most of a core). The
         pace stretches with the number of agents long-polling this process:
 
-        - for a worker with a poll waiting here, which ``WaitingPolls.keep_alive`` notes as
-          alive, to about ``_POLLING_BEATS_PER_S`` heartbeats a second in all, up to
-          ``_SLOWEST_PACE_S``: its heartbeats no longer keep it from being lost. A worker
-          stops polling when it drains, and then beats at once (``WorkerLoop.drain``), and
-          is answered the pace below;
+        - for a worker that ``WaitingPolls.keep_alive`` keeps alive while it polls (a poll of
+          it waits here, shorter than ``lost_after_s``), and is not told to drain, to about
+          ``_POLLING_BEATS_PER_S`` heartbeats a second in all, up to ``_SLOWEST_PACE_S``: its
+          heartbeats no longer keep it from being lost. A worker stops polling when it
+          drains, beats at once (``WorkerLoop.drain``), and is answered the pace below;
         - for the others, to about ``_FLEET_BEATS_PER_S`` heartbeats a second, up to a third of
           ``lost_after_s``, so that a worker may miss two beats in a row and not be lost.
 
         Never faster than ``heartbeat_interval_s``.
         """
         settings = self.settings
-        if worker_id is not None and worker_id in self.polls:
+        if (
+            worker_id is not None
+            and not draining
+            and self.polls.speak_for(worker_id, settings.lost_after_s)
+        ):
             stretched = min(len(self.polls) / _POLLING_BEATS_PER_S, _SLOWEST_PACE_S)
         else:
             stretched = min(

@@ -5,15 +5,16 @@ A waiting poll is woken through the bus when there is something for its worker (
 but the bus may drop an event. Each poll used to read the store again every few seconds in
 case it had: with 1,000 agents polling, that was ~400 store reads a second for nothing, a fifth
 of the server's CPU. Instead, one task of the process asks the store every ``RECHECK_S`` which
-workers have a job assigned and not yet started, and wakes their polls, which then read the
-store as if the bus had woken them. A dropped cancel or drain needs no such net: every
-heartbeat answer carries them (``hodei_core`` agents obey it), at least as often.
+workers have a job assigned and not yet started, or a job to stop, and wakes their polls,
+which then read the store as if the bus had woken them. A dropped drain comes with the next
+heartbeat answer, or the next poll.
 
 A worker whose poll waits on an open connection is alive as far as the server can tell: an
 agent that crashes or is killed closes its connections, and its poll ends. So, a few times per
 ``lost_after_s``, one store write notes every worker with a poll waiting here as heard from
 (``keep_alive``), and such workers are asked for heartbeats far less often
-(``Api.heartbeat_pace``): with 1,000 agents, heartbeats were most of the server's requests.
+(``Api.heartbeat_pace``, ``speak_for``): with 1,000 agents, heartbeats were most of the
+server's requests. A worker told to drain stops polling, so it is asked for the usual pace.
 The cost: a host that vanishes without closing its connections (power cut, network split) is
 found lost once its poll's wait has run out too, up to ``lost_after_s`` later than a silent one.
 """
@@ -41,7 +42,8 @@ KEEP_ALIVES_PER_LOST = 6
 # Jobs assigned and not yet started are few (they start within milliseconds); a burst beyond
 # this many is swept in the next rounds, or found by each worker's next poll.
 _SWEEP_LIMIT = 10_000
-_ASSIGNED = frozenset({JobState.ASSIGNED})
+# assigned jobs not yet started, and jobs to stop: what a dropped event may have hidden
+_NEWS = frozenset({JobState.ASSIGNED, JobState.CANCELLING})
 
 
 class WaitingPolls:
@@ -49,7 +51,8 @@ class WaitingPolls:
 
     def __init__(self) -> None:
         self._waiting: dict[str, set[trio.CancelScope]] = {}
-        self._began: dict[str, float] = {}  # when each worker's latest waiting poll began
+        # when each worker's latest waiting poll began, and how long it may wait
+        self._began: dict[str, tuple[float, float]] = {}
 
     def __len__(self) -> int:
         """How many workers have a poll waiting here."""
@@ -58,13 +61,21 @@ class WaitingPolls:
     def __contains__(self, worker_id: object) -> bool:
         return worker_id in self._waiting
 
+    def speak_for(self, worker_id: str, lost_after_s: float) -> bool:
+        """Whether ``keep_alive`` keeps this worker alive for as long as it polls: a poll of
+        it waits here, and its polls are shorter than ``lost_after_s`` (past that age a poll
+        is no news, and a live agent making such polls needs its heartbeats)."""
+        began = self._began.get(worker_id)
+        return began is not None and began[1] < lost_after_s
+
     @contextlib.contextmanager
-    def waiting(self, worker_id: str, scope: trio.CancelScope) -> Iterator[None]:
-        """While in this context, a poll of ``worker_id`` waits under ``scope``; ``wake``
-        cancels the scope, which the poll takes as "read the store again"."""
+    def waiting(self, worker_id: str, scope: trio.CancelScope, wait_s: float) -> Iterator[None]:
+        """While in this context, a poll of ``worker_id`` waits under ``scope``, for at most
+        ``wait_s`` in all; ``wake`` cancels the scope, which the poll takes as "read the store
+        again"."""
         scopes = self._waiting.setdefault(worker_id, set())
         scopes.add(scope)
-        self._began[worker_id] = trio.current_time()
+        self._began[worker_id] = (trio.current_time(), wait_s)
         try:
             yield
         finally:
@@ -83,13 +94,13 @@ class WaitingPolls:
         self, hodei: Hodei, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Every ``RECHECK_S``, wake the polls of the workers that have a job assigned and not
-        yet started, until cancelled."""
+        yet started, or one to stop, until cancelled."""
         task_status.started()
         while True:
             await trio.sleep(RECHECK_S)
             if not self._waiting:
                 continue
-            query = JobQuery(states=_ASSIGNED, limit=_SWEEP_LIMIT)
+            query = JobQuery(states=_NEWS, limit=_SWEEP_LIMIT)
             try:
                 jobs = await hodei.store.list_jobs(query)
             except HodeiError as exc:  # the store is unavailable: polls end on their own
@@ -111,7 +122,7 @@ class WaitingPolls:
         while True:
             await trio.sleep(lost_after_s / KEEP_ALIVES_PER_LOST)
             recent = trio.current_time() - lost_after_s
-            alive = [worker for worker, began in self._began.items() if began > recent]
+            alive = [worker for worker, (began, _) in self._began.items() if began > recent]
             if not alive:
                 continue
             try:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from hodei_core import Job, Worker
+from hodei_core import Job, Worker, WorkerState
 from hodei_core.errors import HodeiError, JobNotFound
 from hodei_core.events import JobAssigned
 from hodei_core.ports import Instructions
@@ -67,7 +67,8 @@ async def heartbeat(api: Api, request: Request, caller: WorkerCaller) -> Respons
     check_query(request, ())
     body = await json_request(api, request, RunningRequest, optional=True)
     instructions = await api.hodei.workers.heartbeat(worker_id, body.pairs())
-    return json_response(heartbeat_json(instructions, api.heartbeat_pace(worker_id)))
+    pace = api.heartbeat_pace(worker_id, draining=instructions.drain)
+    return json_response(heartbeat_json(instructions, pace))
 
 
 async def _instructions(
@@ -88,12 +89,19 @@ async def _instructions(
                         worker = None
             if worker is None:
                 worker = await workers.get(worker_id)
+            if worker.state is WorkerState.LOST:
+                # a poll is a sign of life too (and the heartbeats of a worker whose poll was
+                # speaking for it are rare): back online, told to stop what went to others
+                instructions = await workers.heartbeat(worker_id, running)
+                if instructions.cancel or instructions.drain:
+                    return instructions
+                worker = await workers.get(worker_id)
             instructions = await workers.instructions(worker, running)
             if instructions.jobs or instructions.cancel or instructions.drain:
                 return instructions
             # until the bus or the sweep wakes this poll (the sweep cancels `wait`, and looks
             # for assignments only)
-            with trio.move_on_at(deadline) as wait, api.polls.waiting(worker_id, wait):
+            with trio.move_on_at(deadline) as wait, api.polls.waiting(worker_id, wait, wait_s):
                 if not isinstance(await inbox.receive(), JobAssigned):
                     worker = None
             if trio.current_time() >= deadline:

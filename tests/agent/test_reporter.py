@@ -19,7 +19,7 @@ import trio.testing
 from hodei_agent import HttpControlPlane
 from hodei_agent._reporter import Reporter, SendAlone
 from hodei_agent._retry import Unavailable
-from hodei_agent._wire import BadAnswer, report_json
+from hodei_agent._wire import BadAnswer, start_json
 from hodei_core import LogChunk, Outcome, Stream, WorkerRegistration
 from hodei_core.errors import HodeiError, JobNotFound, StaleAttempt
 
@@ -177,13 +177,13 @@ async def test_a_batch_keeps_within_its_bounds() -> None:
         async with trio.open_nursery() as callers:
             for n in range(5):
                 key = (f"job-{n}", 1)
-                callers.start_soon(by_bytes.send, report_json(*key), key, 400)
+                callers.start_soon(by_bytes.send, start_json(*key), key, 400)
         assert server.batch_sizes == [2, 2, 1]
         assert (by_bytes.requests, by_bytes.reports) == (3, 5)
         async with trio.open_nursery() as callers:
             for n in range(5, 10):
                 key = (f"job-{n}", 1)
-                callers.start_soon(by_count.send, report_json(*key), key, 100)
+                callers.start_soon(by_count.send, start_json(*key), key, 100)
         assert server.batch_sizes == [2, 2, 1, 2, 2, 1]
     assert sorted(server.arrivals) == sorted(("start", f"job-{n}", 1) for n in range(10))
 
@@ -347,8 +347,8 @@ async def test_a_report_larger_than_a_batch_goes_alone() -> None:
             small = Reporter(control.session, nursery, max_bytes=1000)
             sent = len(server.requests)
             with pytest.raises(SendAlone):
-                await small.send(report_json("job-2", 1), ("job-2", 1), 1001)
-            await small.send(report_json("job-2", 1), ("job-2", 1), 1000)
+                await small.send(start_json("job-2", 1), ("job-2", 1), 1001)
+            await small.send(start_json("job-2", 1), ("job-2", 1), 1000)
             assert len(server.requests) == sent + 1
     assert server.arrivals[-1] == ("start", "job-2", 1)
 
@@ -471,7 +471,7 @@ async def test_callers_are_not_left_waiting_when_the_reporter_closes() -> None:
                 reporter = Reporter(control.session, nursery)
                 for n in (1, 2):
                     key = (f"job-{n}", 1)
-                    send = (reporter.send, report_json(*key), key, 128)
+                    send = (reporter.send, start_json(*key), key, 128)
                     callers.start_soon(outcome_of, outcomes, f"start {n}", *send)
                     await trio.testing.wait_all_tasks_blocked()
                 assert held.holding == 1  # job-1's batch is on its way, job-2 waits
@@ -507,3 +507,36 @@ async def test_starts_waiting_when_the_control_plane_closes_end() -> None:
     assert set(outcomes) == {"start 1", "start 2", "start 3"}
     said_started = [name for name, outcome in outcomes.items() if outcome is None]
     assert said_started == [], f"never delivered, yet said started: {outcomes}"
+
+
+class _RefusesPairs(FakeServer):
+    """A server that finds any batch of more than one report malformed (400)."""
+
+    def _reports(self, request: httpx.Request) -> httpx.Response:
+        if len(json.loads(request.content)["reports"]) > 1:
+            return httpx.Response(400, json={"error": {"code": "invalid", "message": "x"}})
+        return super()._reports(request)
+
+
+async def test_a_batch_refused_as_malformed_is_sent_report_by_report() -> None:
+    # one bad report in a batch (a 400 for the whole body) must not drop the others
+    server = _RefusesPairs()
+    held = Held(server)
+    async with connected(server, held.transport()) as control:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(control.start, "wrk-1", "job-0", 1)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(control.start, "wrk-1", "job-1", 1)
+            nursery.start_soon(control.start, "wrk-1", "job-2", 1)
+            await trio.testing.wait_all_tasks_blocked()
+            held.release()
+        assert server.batch_sizes == [1]  # the pair was refused before it counted
+        starts = {a for a in server.arrivals if a[0] == "start"}
+        assert starts == {("start", f"job-{n}", 1) for n in range(3)}
+        assert sorted(paths(server)[-2:]) == [
+            "/api/v1/jobs/job-1/start",
+            "/api/v1/jobs/job-2/start",
+        ]
+        # a 400 says nothing of batches: the next report goes in one again
+        await control.start("wrk-1", "job-3", 1)
+        assert paths(server)[-1] == REPORTS

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from hodei_backends import MemoryEventBus, MemoryStore
 from hodei_core import Hodei, WorkerState
+from hodei_core._lifecycle import transition_worker
 from hodei_http import ServerSettings
 
 from .conftest import Register
@@ -120,7 +121,7 @@ async def test_a_polling_worker_is_asked_for_rare_heartbeats_and_a_draining_one_
         # as if 1,000 agents polled: 5 beats a second for those whose poll waits...
         others = contextlib.ExitStack()
         for n in range(999):
-            others.enter_context(polls.waiting(f"other-{n}", trio.CancelScope()))
+            others.enter_context(polls.waiting(f"other-{n}", trio.CancelScope(), 25.0))
         assert await pace(polling, polling_headers) == 200.0
         # ...while one that does not poll (it drains, say) keeps a pace it cannot be lost at
         assert await pace(idle, idle_headers) == 5.0  # polls_waiting (requests) is still 1
@@ -129,8 +130,64 @@ async def test_a_polling_worker_is_asked_for_rare_heartbeats_and_a_draining_one_
         app.state.api.metrics.polls_waiting = 100_000
         assert await pace(idle, idle_headers) == _LOST_AFTER_S / 3
         for n in range(1_000):
-            others.enter_context(polls.waiting(f"more-{n}", trio.CancelScope()))
+            others.enter_context(polls.waiting(f"more-{n}", trio.CancelScope(), 25.0))
         assert await pace(polling, polling_headers) == 300.0  # never slower than 5 minutes
         others.close()
         assert len(polls) == 1
         agent.cancel_scope.cancel()
+
+
+async def test_a_worker_told_to_drain_or_polling_long_keeps_the_bounded_pace(
+    autojump_clock: trio.testing.MockClock,
+    app: Starlette,
+    hodei: Hodei,
+    client: httpx.AsyncClient,
+    register: Register,
+) -> None:
+    # once it drains it stops polling, and a poll longer than lost_after_s stops counting
+    # before it ends: either way its heartbeats alone must keep it alive
+    drained, drained_headers = await register("drained")
+    long, long_headers = await register("long")
+
+    async def pace(worker_id: str, headers: dict[str, str]) -> tuple[float, bool]:
+        beat = await client.post(f"/api/v1/workers/{worker_id}/heartbeat", headers=headers)
+        return beat.json()["heartbeat_interval_s"], beat.json()["drain"]
+
+    async def poll(worker_id: str, headers: dict[str, str], wait: float) -> None:
+        await client.post(
+            f"/api/v1/workers/{worker_id}/poll", params={"wait": wait}, json={}, headers=headers
+        )
+
+    polls = app.state.api.polls
+    others = contextlib.ExitStack()
+    for n in range(998):  # and the two below: 1,000
+        others.enter_context(polls.waiting(f"other-{n}", trio.CancelScope(), 25.0))
+    async with trio.open_nursery() as agents:
+        agents.start_soon(poll, drained, drained_headers, 25)
+        agents.start_soon(poll, long, long_headers, 60)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await pace(drained, drained_headers) == (200.0, False)
+        assert await pace(long, long_headers) == (5.0, False)  # as configured: few polls
+        # the drain, as if its event were lost: the poll still waits, the heartbeat says it
+        await hodei.store.update_worker(
+            drained, lambda w: transition_worker(w, WorkerState.DRAINING)
+        )
+        assert await pace(drained, drained_headers) == (5.0, True)
+        agents.cancel_scope.cancel()
+    others.close()
+
+
+async def test_a_lost_worker_that_polls_is_back_online(
+    autojump_clock: trio.testing.MockClock,
+    hodei: Hodei,
+    client: httpx.AsyncClient,
+    register: Register,
+) -> None:
+    worker_id, headers = await register()
+    await trio.sleep(2 * _LOST_AFTER_S)  # silent: lost
+    assert (await hodei.workers.get(worker_id)).state is WorkerState.LOST
+    answer = await client.post(
+        f"/api/v1/workers/{worker_id}/poll", params={"wait": 0}, json={}, headers=headers
+    )
+    assert answer.status_code == 204
+    assert (await hodei.workers.get(worker_id)).state is WorkerState.ONLINE

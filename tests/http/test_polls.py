@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from hodei_backends import MemoryEventBus, MemoryStore
 from hodei_core import Hodei, JobSpec
-from hodei_core.events import Event, JobAssigned
+from hodei_core.events import Event, JobAssigned, JobCancelRequested
 from hodei_http import ServerSettings, create_app
 from hodei_http._polls import RECHECK_S
 
@@ -137,3 +137,54 @@ async def test_a_poll_woken_by_an_assignment_does_not_read_its_worker_again(
 
 async def _append(answers: list[httpx.Response], call: Awaitable[httpx.Response]) -> None:
     answers.append(await call)
+
+
+class _LosesCancels(MemoryEventBus):
+    """A bus that loses every ``JobCancelRequested``."""
+
+    async def publish(self, event: Event) -> None:
+        if not isinstance(event, JobCancelRequested):
+            await super().publish(event)
+
+
+async def test_a_cancel_the_bus_did_not_announce_reaches_the_waiting_poll(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    settings: ServerSettings,
+) -> None:
+    # the worker's heartbeats may be minutes apart (its poll speaks for it): the sweep also
+    # wakes the polls of workers with a job to stop
+    engine = Hodei(store=MemoryStore(), bus=_LosesCancels(), quotas=settings.quotas)
+    await nursery.start(engine.run)
+    app = create_app(engine, settings)
+    await nursery.start(app.state.api.polls.sweep, engine)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hodei.test") as client:
+        registered = await client.post("/api/v1/workers", json={"name": "w"}, headers=auth(AGENT))
+        worker_id = registered.json()["worker"]["id"]
+        headers = auth(registered.json()["token"])
+        job = await engine.submit(JobSpec(command=["true"]), tenant="acme")
+        got = await client.post(
+            f"/api/v1/workers/{worker_id}/poll", params={"wait": 5}, json={}, headers=headers
+        )
+        assert [j["id"] for j in got.json()["jobs"]] == [job.id]
+        await client.post(f"/api/v1/jobs/{job.id}/start", json={"attempt": 1}, headers=headers)
+        running = {"running": [{"job_id": job.id, "attempt": 1}]}
+        answers: list[httpx.Response] = []
+        async with trio.open_nursery() as polls:
+            polls.start_soon(
+                lambda: _append(
+                    answers,
+                    client.post(
+                        f"/api/v1/workers/{worker_id}/poll",
+                        params={"wait": 25},
+                        json=running,
+                        headers=headers,
+                    ),
+                )
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            asked = trio.current_time()
+            await engine.cancel(job.id)
+        assert answers[0].json()["cancel"] == [{"job_id": job.id, "attempt": 1}]
+        assert trio.current_time() - asked <= RECHECK_S + 0.1
