@@ -1,14 +1,12 @@
 """The reporter: an agent's job reports (starts, output, ends) sent several to a request to
-``/workers/{id}/reports``, each with its own answer, and sent alone on their own endpoints when
-the server takes no batches, or not one this large. Against the fake server behind
-``httpx.MockTransport``; no socket."""
+``/workers/{id}/reports``, each with its own answer, through outages, lost and garbled answers,
+and the agent closing. Against the fake server behind ``httpx.MockTransport``; no socket."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,86 +14,14 @@ import pytest
 import trio
 import trio.testing
 
-from hodei_agent import HttpControlPlane
-from hodei_agent._reporter import Reporter, SendAlone
+from hodei_agent._reporter import Reporter
 from hodei_agent._retry import Unavailable
 from hodei_agent._wire import BadAnswer, start_json
-from hodei_core import LogChunk, Outcome, Stream, WorkerRegistration
+from hodei_core import Outcome
 from hodei_core.errors import HodeiError, JobNotFound, StaleAttempt
 
-from ._fake_server import AGENT_TOKEN, FakeServer
-
-Clock = trio.testing.MockClock
-
-REPORTS = "/api/v1/workers/wrk-1/reports"
-
-
-def chunks(first: int, count: int, size: int = 10) -> list[LogChunk]:
-    """``count`` chunks from seq ``first``, each of ``size`` characters: ``"3........."``."""
-    seqs = range(first, first + count)
-    return [LogChunk(seq, Stream.STDOUT, f"{seq}".ljust(size, "."), 1.0) for seq in seqs]
-
-
-@asynccontextmanager
-async def connected(
-    server: FakeServer, transport: httpx.AsyncBaseTransport | None = None, **options: Any
-) -> AsyncIterator[HttpControlPlane]:
-    """A control plane of the worker ``w1``, registered with ``server`` (through
-    ``transport`` if given)."""
-    control = HttpControlPlane(
-        "http://hodei.test", AGENT_TOKEN, transport=transport or server.transport(), **options
-    )
-    async with control:
-        await control.register(WorkerRegistration(name="w1"))
-        yield control
-
-
-class Held:
-    """A transport in front of the fake server that holds the batches of reports until
-    ``release``, so that a test decides what waits for the next request."""
-
-    def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.released = trio.Event()
-        self.holding = 0  # batches held now
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    def release(self) -> None:
-        self.released.set()
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == REPORTS and not self.released.is_set():
-            self.holding += 1
-            try:
-                await self.released.wait()
-            finally:
-                self.holding -= 1
-        return await self.server.handle(request)
-
-
-def paths(server: FakeServer) -> list[str]:
-    """The paths of the reports' requests, in order (registrations left out)."""
-    return [r.url.path for r in server.requests if r.url.path != "/api/v1/workers"]
-
-
-async def outcome_of(
-    outcomes: dict[str, BaseException | None],
-    name: str,
-    call: Callable[..., Awaitable[Any]],
-    *args: Any,
-) -> None:
-    """``await call(*args)``, noting what it raised (None: it returned) under ``name``."""
-    try:
-        await call(*args)
-    except (HodeiError, Unavailable, SendAlone, RuntimeError) as exc:
-        outcomes[name] = exc
-    else:
-        outcomes[name] = None
-
-
-# -- batches ---------------------------------------------------------------------------------
+from ._fake_server import FakeServer
+from ._reporting import REPORTS, Clock, Held, chunks, connected, outcome_of, paths
 
 
 async def test_starts_asked_together_share_a_request(autojump_clock: Clock) -> None:
@@ -262,100 +188,6 @@ async def test_a_report_the_server_could_not_apply_now_is_tried_again(
 # -- sent alone --------------------------------------------------------------------------------
 
 
-class NotAllowed(FakeServer):
-    """A server whose batch endpoint answers 405."""
-
-    def _reports(self, request: httpx.Request) -> httpx.Response:
-        error = {"code": "method_not_allowed", "message": "", "details": []}
-        return httpx.Response(405, json={"error": error})
-
-
-@pytest.mark.parametrize("status", [404, 405])
-async def test_a_server_without_batches_gets_each_report_on_its_endpoint(status: int) -> None:
-    server = FakeServer(batches=False) if status == 404 else NotAllowed()
-    async with connected(server) as control:
-        async with trio.open_nursery() as nursery:
-            for n in range(1, 4):
-                nursery.start_soon(control.start, "wrk-1", f"job-{n}", 1)
-        await control.start("wrk-1", "job-4", 1)
-        await control.append_logs("wrk-1", "job-1", 1, chunks(0, 2))
-        await control.finish("wrk-1", "job-1", 1, Outcome(2), chunks(2, 1))
-        await control.outbox.wait_empty()
-    sent = paths(server)
-    assert sent.count(REPORTS) == 1  # found out once, remembered
-    assert sent[0] == REPORTS
-    assert sorted(sent[1:4]) == [f"/api/v1/jobs/job-{n}/start" for n in range(1, 4)]
-    assert sent[4:] == [
-        "/api/v1/jobs/job-4/start",
-        "/api/v1/jobs/job-1/logs",
-        "/api/v1/jobs/job-1/finish",
-    ]
-    assert sorted(a for a in server.arrivals if a[0] == "start") == [
-        ("start", f"job-{n}", 1) for n in range(1, 5)
-    ]
-    assert ("logs", "job-1", 1, [0, 1]) in server.arrivals
-    assert server.arrivals[-1][:3] == ("finish", "job-1", 1)
-    assert server.arrivals[-1][3]["exit_code"] == 2
-    assert [seq for seq, _ in server.stored("job-1")] == [0, 1, 2]
-
-
-async def test_a_batch_too_large_for_the_server_is_sent_report_by_report() -> None:
-    server = FakeServer(too_large=1)
-    held = Held(server)
-    async with connected(server, held.transport()) as control:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(control.start, "wrk-1", "job-0", 1)
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(control.start, "wrk-1", "job-2", 1)
-            nursery.start_soon(control.append_logs, "wrk-1", "job-1", 1, chunks(0, 2))
-            await trio.testing.wait_all_tasks_blocked()
-            held.release()
-        assert server.batch_sizes == [1, 2]  # the second answered 413
-        assert ("start", "job-2", 1) in server.arrivals
-        assert [seq for seq, _ in server.stored("job-1")] == [0, 1]
-        # the logs halved on 413 on their own endpoint, as they always did
-        assert [a for a in server.arrivals if a[0] == "logs"] == [
-            ("logs", "job-1", 1, [0]),
-            ("logs", "job-1", 1, [1]),
-        ]
-        # the start and the logs went side by side, each on its own endpoint
-        assert sorted(paths(server)[2:]) == [
-            "/api/v1/jobs/job-1/logs",  # both chunks: 413
-            "/api/v1/jobs/job-1/logs",  # then one by one
-            "/api/v1/jobs/job-1/logs",
-            "/api/v1/jobs/job-2/start",
-        ]
-        # a 413 is about that batch: the next reports go in batches again
-        await control.start("wrk-1", "job-3", 1)
-        assert server.batch_sizes == [1, 2, 1]
-        assert paths(server)[-1] == REPORTS
-
-
-async def test_a_report_larger_than_a_batch_goes_alone() -> None:
-    server = FakeServer()
-    async with connected(server) as control:
-        big = chunks(0, 1, size=300 * 1024)  # over the 256 KiB a batch carries
-        await control.append_logs("wrk-1", "job-1", 1, big)
-        assert paths(server) == ["/api/v1/jobs/job-1/logs"]
-        assert server.batch_sizes == []
-        assert server.arrivals == [("logs", "job-1", 1, [0])]
-        assert server.stored("job-1") == [(0, big[0].data)]
-        await control.append_logs("wrk-1", "job-1", 1, chunks(1, 1))  # a small one batches
-        assert paths(server)[-1] == REPORTS
-        # the reporter itself says so before sending anything
-        async with trio.open_nursery() as nursery:
-            small = Reporter(control.session, nursery, max_bytes=1000)
-            sent = len(server.requests)
-            with pytest.raises(SendAlone):
-                await small.send(start_json("job-2", 1), ("job-2", 1), 1001)
-            await small.send(start_json("job-2", 1), ("job-2", 1), 1000)
-            assert len(server.requests) == sent + 1
-    assert server.arrivals[-1] == ("start", "job-2", 1)
-
-
-# -- outages, bad answers, closing -----------------------------------------------------------
-
-
 async def test_reports_waiting_through_an_outage_arrive_once_after_it(
     autojump_clock: Clock,
 ) -> None:
@@ -507,36 +339,3 @@ async def test_starts_waiting_when_the_control_plane_closes_end() -> None:
     assert set(outcomes) == {"start 1", "start 2", "start 3"}
     said_started = [name for name, outcome in outcomes.items() if outcome is None]
     assert said_started == [], f"never delivered, yet said started: {outcomes}"
-
-
-class _RefusesPairs(FakeServer):
-    """A server that finds any batch of more than one report malformed (400)."""
-
-    def _reports(self, request: httpx.Request) -> httpx.Response:
-        if len(json.loads(request.content)["reports"]) > 1:
-            return httpx.Response(400, json={"error": {"code": "invalid", "message": "x"}})
-        return super()._reports(request)
-
-
-async def test_a_batch_refused_as_malformed_is_sent_report_by_report() -> None:
-    # one bad report in a batch (a 400 for the whole body) must not drop the others
-    server = _RefusesPairs()
-    held = Held(server)
-    async with connected(server, held.transport()) as control:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(control.start, "wrk-1", "job-0", 1)
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(control.start, "wrk-1", "job-1", 1)
-            nursery.start_soon(control.start, "wrk-1", "job-2", 1)
-            await trio.testing.wait_all_tasks_blocked()
-            held.release()
-        assert server.batch_sizes == [1]  # the pair was refused before it counted
-        starts = {a for a in server.arrivals if a[0] == "start"}
-        assert starts == {("start", f"job-{n}", 1) for n in range(3)}
-        assert sorted(paths(server)[-2:]) == [
-            "/api/v1/jobs/job-1/start",
-            "/api/v1/jobs/job-2/start",
-        ]
-        # a 400 says nothing of batches: the next report goes in one again
-        await control.start("wrk-1", "job-3", 1)
-        assert paths(server)[-1] == REPORTS
