@@ -3,7 +3,8 @@ worker's waiting poll, within ``RECHECK_S``, without each poll reading the store
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
@@ -84,6 +85,40 @@ class _CountingStore(MemoryStore):
         return await super().get_worker(worker_id)
 
 
+@contextlib.asynccontextmanager
+async def _worker_of(
+    engine: Hodei, settings: ServerSettings
+) -> AsyncIterator[tuple[httpx.AsyncClient, _Polls]]:
+    """A client of an app serving ``engine``, and the polls of a worker registered on it."""
+    app = create_app(engine, settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hodei.test") as client:
+        registered = await client.post("/api/v1/workers", json={"name": "w"}, headers=auth(AGENT))
+        worker_id = registered.json()["worker"]["id"]
+        yield client, _Polls(client, worker_id, auth(registered.json()["token"]), app)
+
+
+class _Polls:
+    """One worker's long-polls, and their answers."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, worker_id: str, headers: dict[str, str], app: Starlette
+    ) -> None:
+        self.client, self.worker_id, self.headers, self.app = client, worker_id, headers, app
+        self.answers: list[httpx.Response] = []
+
+    async def poll(self, wait: float, running: Sequence[str] = ()) -> httpx.Response:
+        body = {"running": [{"job_id": job_id, "attempt": 1} for job_id in running]}
+        answer = await self.client.post(
+            f"/api/v1/workers/{self.worker_id}/poll",
+            params={"wait": wait},
+            json=body,
+            headers=self.headers,
+        )
+        self.answers.append(answer)
+        return answer
+
+
 async def test_a_poll_woken_by_an_assignment_does_not_read_its_worker_again(
     nursery: trio.Nursery,
     settings: ServerSettings,
@@ -93,50 +128,22 @@ async def test_a_poll_woken_by_an_assignment_does_not_read_its_worker_again(
     store = _CountingStore()
     engine = Hodei(store=store, bus=MemoryEventBus(), quotas=settings.quotas)
     await nursery.start(engine.run)
-    app = create_app(engine, settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hodei.test") as client:
-        registered = await client.post("/api/v1/workers", json={"name": "w"}, headers=auth(AGENT))
-        worker_id = registered.json()["worker"]["id"]
-        headers = auth(registered.json()["token"])
-
-        async def poll() -> httpx.Response:
-            return await client.post(
-                f"/api/v1/workers/{worker_id}/poll", params={"wait": 5}, json={}, headers=headers
-            )
-
+    async with _worker_of(engine, settings) as (_, worker):
         async with trio.open_nursery() as polls:
-            answers: list[httpx.Response] = []
-            polls.start_soon(lambda: _append(answers, poll()))
+            polls.start_soon(worker.poll, 5)
             await trio.testing.wait_all_tasks_blocked()
             reads = store.worker_reads
             job = await engine.submit(JobSpec(command=["true"]), tenant="acme")
-        assert [job["id"] for job in answers[0].json()["jobs"]] == [job.id]
+        assert [job["id"] for job in worker.answers[-1].json()["jobs"]] == [job.id]
         assert store.worker_reads == reads  # the assignment woke it: no read of the worker
 
-        running = {"running": [{"job_id": job.id, "attempt": 1}]}
         async with trio.open_nursery() as polls:
-            answers.clear()
-            polls.start_soon(
-                lambda: _append(
-                    answers,
-                    client.post(
-                        f"/api/v1/workers/{worker_id}/poll",
-                        params={"wait": 5},
-                        json=running,
-                        headers=headers,
-                    ),
-                )
-            )
+            polls.start_soon(worker.poll, 5, [job.id])
             await trio.testing.wait_all_tasks_blocked()
             reads = store.worker_reads
-            await engine.drain_worker(worker_id)
-        assert answers[0].json()["drain"] is True
+            await engine.drain_worker(worker.worker_id)
+        assert worker.answers[-1].json()["drain"] is True
         assert store.worker_reads > reads  # a drain is news about the worker itself
-
-
-async def _append(answers: list[httpx.Response], call: Awaitable[httpx.Response]) -> None:
-    answers.append(await call)
 
 
 class _LosesCancels(MemoryEventBus):
@@ -156,35 +163,18 @@ async def test_a_cancel_the_bus_did_not_announce_reaches_the_waiting_poll(
     # wakes the polls of workers with a job to stop
     engine = Hodei(store=MemoryStore(), bus=_LosesCancels(), quotas=settings.quotas)
     await nursery.start(engine.run)
-    app = create_app(engine, settings)
-    await nursery.start(app.state.api.polls.sweep, engine)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hodei.test") as client:
-        registered = await client.post("/api/v1/workers", json={"name": "w"}, headers=auth(AGENT))
-        worker_id = registered.json()["worker"]["id"]
-        headers = auth(registered.json()["token"])
+    async with _worker_of(engine, settings) as (client, worker):
+        await nursery.start(worker.app.state.api.polls.sweep, engine)
         job = await engine.submit(JobSpec(command=["true"]), tenant="acme")
-        got = await client.post(
-            f"/api/v1/workers/{worker_id}/poll", params={"wait": 5}, json={}, headers=headers
+        assert [j["id"] for j in (await worker.poll(5)).json()["jobs"]] == [job.id]
+        started = await client.post(
+            f"/api/v1/jobs/{job.id}/start", json={"attempt": 1}, headers=worker.headers
         )
-        assert [j["id"] for j in got.json()["jobs"]] == [job.id]
-        await client.post(f"/api/v1/jobs/{job.id}/start", json={"attempt": 1}, headers=headers)
-        running = {"running": [{"job_id": job.id, "attempt": 1}]}
-        answers: list[httpx.Response] = []
+        assert started.status_code == 200
         async with trio.open_nursery() as polls:
-            polls.start_soon(
-                lambda: _append(
-                    answers,
-                    client.post(
-                        f"/api/v1/workers/{worker_id}/poll",
-                        params={"wait": 25},
-                        json=running,
-                        headers=headers,
-                    ),
-                )
-            )
+            polls.start_soon(worker.poll, 25, [job.id])
             await trio.testing.wait_all_tasks_blocked()
             asked = trio.current_time()
             await engine.cancel(job.id)
-        assert answers[0].json()["cancel"] == [{"job_id": job.id, "attempt": 1}]
+        assert worker.answers[-1].json()["cancel"] == [{"job_id": job.id, "attempt": 1}]
         assert trio.current_time() - asked <= RECHECK_S + 0.1
