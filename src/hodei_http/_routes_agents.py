@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from hodei_core import Job, Worker, WorkerState
-from hodei_core.errors import HodeiError, JobNotFound
+from hodei_core.errors import BackendError, HodeiError, JobNotFound
 from hodei_core.events import JobAssigned
 from hodei_core.ports import Instructions
 
@@ -239,11 +239,11 @@ async def reports(api: Api, request: Request, caller: WorkerCaller) -> Response:
         for i in indexes:
             try:
                 await _report(api, worker_id, body.reports[i])
+            except BackendError as exc:
+                unavailable.append(exc)  # the store is down: all of it again, later
+                return
             except HodeiError as exc:
                 error = api_error_from(exc)
-                if error.status >= 500:
-                    unavailable.append(exc)  # the store is down, say: all of it again later
-                    return
                 results[i] = {"status": error.status, "error": error_json(error)}
 
     async with trio.open_nursery() as nursery:
