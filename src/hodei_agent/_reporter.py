@@ -16,6 +16,7 @@ one report in it, say) makes the callers send their reports alone, each on its o
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import attrs
@@ -34,6 +35,8 @@ __all__ = ["Reporter", "SendAlone"]
 log = logging.getLogger("hodei.agent")
 
 _PATH = f"/api/v1/workers/{WORKER}/reports"
+#: how long reports go alone after a server said it has no batch endpoint
+ALONE_FOR_S = 300.0
 
 
 class SendAlone(Exception):
@@ -75,7 +78,8 @@ class Reporter:
         self._max_reports = max_reports
         self._pending: list[_Item] = []
         self._sending = False
-        self._batches = True  # False once the server said it takes none
+        # until when the server is taken to have no batch endpoint (it said 404 or 405)
+        self._alone_until = -math.inf
         #: how many requests carried how many reports, for tests and benchmarks
         self.requests = 0
         self.reports = 0
@@ -90,7 +94,7 @@ class Reporter:
             StaleAttempt, JobAlreadyFinished, JobNotFound: the attempt is not this worker's.
             Refused: the server refused the report (or the batch) itself.
         """
-        if not self._batches or size > self._max_bytes:
+        if trio.current_time() < self._alone_until or size > self._max_bytes:
             raise SendAlone()
         if not self._sending:
             # raises RuntimeError once the control plane is closed, as its HTTP client does
@@ -142,8 +146,10 @@ class Reporter:
                     item.error = Refused(str(exc))
                 return
             if response.status_code in (404, 405):
-                log.info("the server takes no batches of reports: sending them one by one")
-                self._batches = False
+                log.info("the server takes no batches of reports: sending them one by one for now")
+                # asked again now and then: the answer may have come from an old server
+                # behind a load balancer, or a proxy, rather than the one the agent will see
+                self._alone_until = trio.current_time() + ALONE_FOR_S
             # 413: too large together; 400 for several: one of them is malformed, and alone
             # each is refused or taken on its own merits, as before batches
             if response.status_code in (404, 405, 413) or (

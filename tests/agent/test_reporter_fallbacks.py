@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from hodei_agent._reporter import Reporter, SendAlone
+from hodei_agent._reporter import ALONE_FOR_S, Reporter, SendAlone
 from hodei_agent._wire import start_json
 from hodei_core import Outcome
 
@@ -54,6 +54,23 @@ async def test_a_server_without_batches_gets_each_report_on_its_endpoint(status:
     assert server.arrivals[-1][:3] == ("finish", "job-1", 1)
     assert server.arrivals[-1][3]["exit_code"] == 2
     assert [seq for seq, _ in server.stored("job-1")] == [0, 1, 2]
+
+
+async def test_batches_are_tried_again_a_while_after_a_404(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # the 404 may have come from an old server behind a load balancer, or a proxy
+    server = FakeServer(batches=False)
+    async with connected(server) as control:
+        await control.start("wrk-1", "job-1", 1)
+        await trio.sleep(ALONE_FOR_S - 1)
+        await control.start("wrk-1", "job-2", 1)
+        assert paths(server) == [REPORTS, "/api/v1/jobs/job-1/start", "/api/v1/jobs/job-2/start"]
+        server.batches = True  # the server was upgraded meanwhile
+        await trio.sleep(1)
+        await control.start("wrk-1", "job-3", 1)
+        assert paths(server)[3:] == [REPORTS]
+        assert server.batch_sizes == [1]
 
 
 async def test_a_batch_too_large_for_the_server_is_sent_report_by_report() -> None:
