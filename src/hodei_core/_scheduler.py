@@ -83,11 +83,10 @@ class Scheduler:
             # At rest the first job is placed at once.
             await trio.sleep_until(last_pass + self._coalesce_s)
             self._wake = trio.Event()
-            queued, self._queued = self._queued, False
+            job_queued, self._queued = self._queued, False
             last_pass = trio.current_time()
-            if await self.schedule_once(job_queued=queued) >= self._batch:
-                while await self.schedule_once() >= self._batch:
-                    pass  # a full batch was placed: there may be more
+            while await self.schedule_once(job_queued=job_queued) >= self._batch:
+                job_queued = False  # a full batch was placed: there may be more
 
     async def schedule_once(self, *, job_queued: bool = False) -> int:
         """One pass; returns how many jobs were assigned. ``job_queued``: a job was queued since
