@@ -162,3 +162,8 @@ def test_evolve_job_is_attrs_evolve(changes: dict[str, object]) -> None:
     """The lifecycle's faster copy of a job gives exactly what ``attrs.evolve`` gives."""
     job = job_in(JobState.RUNNING, attempt=3, exit_code=1, run_id="r", step="s")
     assert lifecycle.evolve_job(job, dict(changes)) == attrs.evolve(job, **changes)  # type: ignore[arg-type]
+
+
+def test_evolve_job_refuses_a_field_jobs_do_not_have() -> None:
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        lifecycle.evolve_job(job_in(JobState.QUEUED), {"state": JobState.ASSIGNED, "colour": 1})

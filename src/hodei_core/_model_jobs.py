@@ -53,6 +53,11 @@ class FastHashEnum(enum.Enum):
 class JobState(FastHashEnum):
     """Where a job is in its life; see ``hodei_core.JOB_TRANSITIONS`` for the legal moves."""
 
+    #: True for the states a job never leaves.
+    is_terminal: bool
+    #: True while the job holds a slot on a worker.
+    is_active: bool
+
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RUNNING = "running"
@@ -62,24 +67,19 @@ class JobState(FastHashEnum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
 
-    @property
-    def is_terminal(self) -> bool:
-        """True for the states a job never leaves."""
-        return self in _TERMINAL_JOB_STATES
-
-    @property
-    def is_active(self) -> bool:
-        """True while the job holds a slot on a worker."""
-        return self in _ACTIVE_JOB_STATES
-
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
 
 _TERMINAL_JOB_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED}
 )
 _ACTIVE_JOB_STATES = frozenset({JobState.ASSIGNED, JobState.RUNNING, JobState.CANCELLING})
+# Plain attributes, not properties: they are read several times on every move of every job.
+for _state in JobState:
+    object.__setattr__(_state, "is_terminal", _state in _TERMINAL_JOB_STATES)
+    object.__setattr__(_state, "is_active", _state in _ACTIVE_JOB_STATES)
+del _state
 
 
 class FailureReason(enum.Enum):
@@ -96,7 +96,7 @@ class FailureReason(enum.Enum):
         return self.value
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # hashed by every scheduling pass, once per job
 class Resources:
     """What one job needs from a worker besides a slot."""
 

@@ -155,9 +155,10 @@ class Scheduler:
         """The assignments the policy chooses; jobs no online worker has room for go to
         ``homeless``."""
         by_id = {v.id: v for v in views}
-        # Candidates per kind of job (labels, resources), kept up to date as the pass assigns,
-        # so that a batch of alike jobs filters the workers once rather than once per job.
-        cache: dict[tuple[frozenset[str], object], list[WorkerView]] = {}
+        # The workers that fit each kind of job (labels, resources), by id, kept up to date as
+        # the pass assigns, so that a batch of alike jobs filters the workers once rather than
+        # once per job. Keyed by id, a chosen view is found and replaced without a search.
+        cache: dict[tuple[frozenset[str], object], dict[str, WorkerView]] = {}
         assignments: list[Assignment] = []
         for job in queued:
             spec = job.spec
@@ -166,27 +167,25 @@ class Scheduler:
                 if limit is not None and running.get(job.tenant, 0) >= limit:
                     continue
             key = (spec.labels, spec.resources)
-            candidates = cache.get(key)
-            if candidates is None:
-                candidates = cache[key] = [v for v in by_id.values() if v.fits(spec)]
-            if not candidates:
+            fitting = cache.get(key)
+            if fitting is None:
+                fitting = cache[key] = {i: v for i, v in by_id.items() if v.fits(spec)}
+            if not fitting:
                 homeless.append(job)
                 continue
-            choice = self.policy.choose(job, candidates)
+            choice = self.policy.choose(job, list(fitting.values()))
             if choice is None:
                 continue
             # by identity: comparing views field by field would cost more than the choice itself
-            try:
-                i = list(map(id, candidates)).index(id(choice))
-            except ValueError:
+            if fitting.get(getattr(choice, "id", None)) is not choice:  # type: ignore[arg-type]
                 log.error("policy %r chose %r, not one of the candidates", self.policy, choice)
                 continue
             updated = choice.with_job(spec)
             by_id[choice.id] = updated
             if updated.fits(spec):
-                candidates[i] = updated
+                fitting[choice.id] = updated
             else:
-                del candidates[i]
+                del fitting[choice.id]
             for other in [k for k in cache if k != key]:
                 del cache[other]
             assignments.append(Assignment(job.id, job.attempt, choice.id))

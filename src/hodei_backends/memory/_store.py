@@ -38,15 +38,10 @@ __all__ = ["MemoryStore"]
 _checkpoint = trio.lowlevel.checkpoint_if_cancelled
 
 
-def _index_key(job: Job) -> tuple[object, ...]:
-    # every field an index depends on: when none changed, the indexes stay as they are (an
-    # assigned job that starts, say, keeps its place in its worker's and tenant's counts)
-    state = job.state
-    if state is JobState.QUEUED:
-        return (state, job.spec.priority, job.tenant)
-    if state.is_active:
-        return (True, job.worker_id, job.tenant, job.spec.resources)
-    return (None,)
+# Which index a job is in by its state: the queue (0), its worker's active jobs (1), or none (2).
+_INDEXED = {
+    state: 0 if state is JobState.QUEUED else 1 if state.is_active else 2 for state in JobState
+}
 
 
 @attrs.define
@@ -93,9 +88,21 @@ class MemoryStore:
 
     def _put(self, before: Job | None, after: Job) -> None:
         self._jobs[after.id] = after
-        if before is not None and _index_key(before) == _index_key(after):
-            return
         if before is not None:
+            # When no field an index depends on changed, the indexes stay as they are (an
+            # assigned job that starts, say, keeps its place in its worker's and tenant's
+            # counts). A job's spec and tenant never change in practice; they are compared by
+            # identity, and a change is reindexed like any other.
+            where = _INDEXED[before.state]
+            if where == _INDEXED[after.state] and (
+                where == 2
+                or (
+                    before.spec is after.spec
+                    and before.tenant is after.tenant
+                    and before.worker_id == after.worker_id
+                )
+            ):
+                return
             self._unindex(before)
         self._index(after)
 
