@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import attrs
 import pytest
@@ -26,6 +27,7 @@ from hodei_core import (
     transition_worker,
 )
 from hodei_core import _lifecycle as lifecycle
+from hodei_core._job_copy import evolve_job
 
 SPEC = JobSpec(command=["true"])
 
@@ -45,6 +47,30 @@ def test_every_pair_of_job_states(src: JobState, dst: JobState) -> None:
     else:
         with pytest.raises(InvalidTransition):
             transition_job(job, dst)
+
+
+_MOVES = [
+    (lifecycle._to_assigned, JobState.ASSIGNED, {"worker_id": "w2", "assigned_at": 5.0}),
+    (lifecycle._to_running, JobState.RUNNING, {"started_at": 6.0}),
+    (lifecycle._to_succeeded, JobState.SUCCEEDED, {"exit_code": 0, "finished_at": 7.0}),
+]
+
+
+@pytest.mark.parametrize(("move", "dst", "changes"), _MOVES)
+@pytest.mark.parametrize("src", list(JobState))
+def test_the_written_out_moves_follow_the_table(
+    move: Callable[..., Job], dst: JobState, changes: dict[str, object], src: JobState
+) -> None:
+    job = job_in(src)
+    try:
+        expected: Job | type[Exception] = transition_job(job, dst, **changes)
+    except (JobAlreadyFinished, InvalidTransition) as exc:
+        expected = type(exc)
+    if isinstance(expected, Job):
+        assert move(job, *changes.values()) == expected
+    else:
+        with pytest.raises(expected):
+            move(job, *changes.values())
 
 
 @pytest.mark.parametrize(("src", "dst"), list(itertools.product(WorkerState, WorkerState)))
@@ -161,9 +187,9 @@ def test_cancel_of_each_live_state() -> None:
 def test_evolve_job_is_attrs_evolve(changes: dict[str, object]) -> None:
     """The lifecycle's faster copy of a job gives exactly what ``attrs.evolve`` gives."""
     job = job_in(JobState.RUNNING, attempt=3, exit_code=1, run_id="r", step="s")
-    assert lifecycle.evolve_job(job, dict(changes)) == attrs.evolve(job, **changes)  # type: ignore[arg-type]
+    assert evolve_job(job, dict(changes)) == attrs.evolve(job, **changes)  # type: ignore[arg-type]
 
 
 def test_evolve_job_refuses_a_field_jobs_do_not_have() -> None:
     with pytest.raises(TypeError, match="no field 'colour'"):
-        lifecycle.evolve_job(job_in(JobState.QUEUED), {"state": JobState.ASSIGNED, "colour": 1})
+        evolve_job(job_in(JobState.QUEUED), {"state": JobState.ASSIGNED, "colour": 1})

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from ._job_copy import evolve_job, mover
 from ._models import (
     FailureReason,
     Job,
@@ -72,51 +73,6 @@ WORKER_TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 }
 
 
-# ``attrs.evolve`` looks the class's fields up, gathers them into keyword arguments and runs the
-# generated ``__init__``; a job moves four times or more in its life, and that was the costliest
-# step of a move. A job has no validators or converters, so a copy only needs its slots set:
-# for each set of changed fields, one function is written out that copies the others slot by
-# slot and sets the changed ones, with no list, loop or keyword dict in between. A store holds
-# many jobs, so a job being moved is rarely in the CPU's cache: the fewer steps the better.
-_JOB_FIELDS = tuple(a.name for a in attrs.fields(Job))
-assert all(
-    a.init and a.alias == a.name and a.validator is None and a.converter is None
-    for a in attrs.fields(Job)
-), "evolve_job copies slots: Job must keep plain fields"
-_JOB_SETTERS: dict[str, Any] = {f"set_{name}": getattr(Job, name).__set__ for name in _JOB_FIELDS}
-_copiers: dict[tuple[str, ...], Callable[..., Job]] = {}
-_MAX_COPIERS = 256
-
-
-def _copier(changed: tuple[str, ...]) -> Callable[..., Job]:
-    """A function ``(job, *values)`` that copies ``job`` with the ``changed`` fields set to
-    ``values``. The text is built from the field names only."""
-    unknown = set(changed) - set(_JOB_FIELDS)
-    if unknown:
-        raise TypeError(f"Job has no field {sorted(unknown)[0]!r}")
-    lines = [f"def copy_job(job, {', '.join(changed)}):", "    job2 = new(Job)"]
-    lines += [
-        f"    set_{name}(job2, {name if name in changed else 'job.' + name})"
-        for name in _JOB_FIELDS
-    ]
-    lines.append("    return job2")
-    scope: dict[str, Any] = {"new": object.__new__, "Job": Job, **_JOB_SETTERS}
-    exec("\n".join(lines), scope)
-    copier: Callable[..., Job] = scope["copy_job"]
-    return copier
-
-
-def evolve_job(job: Job, changes: dict[str, Any]) -> Job:
-    """``attrs.evolve(job, **changes)``, faster."""
-    key = tuple(changes)
-    copier = _copiers.get(key)
-    if copier is None:
-        copier = _copier(key)
-        if len(_copiers) < _MAX_COPIERS:  # the engine uses a dozen; keep odd callers bounded
-            _copiers[key] = copier
-    return copier(job, *changes.values())
-
-
 def transition_job(job: Job, to: JobState, **changes: Any) -> Job:
     """``job`` in state ``to`` with ``changes``, if the table allows it.
 
@@ -125,11 +81,26 @@ def transition_job(job: Job, to: JobState, **changes: Any) -> Job:
         InvalidTransition: the table has no arrow from the job's state to ``to``.
     """
     if to not in JOB_TRANSITIONS[job.state]:
-        if job.state.is_terminal:
-            raise JobAlreadyFinished(job.id, job.state)
-        raise InvalidTransition("job", job.id, job.state, to)
+        _refuse(job, to)
     changes["state"] = to
     return evolve_job(job, changes)
+
+
+def _refuse(job: Job, to: JobState) -> None:
+    if job.state.is_terminal:
+        raise JobAlreadyFinished(job.id, job.state)
+    raise InvalidTransition("job", job.id, job.state, to)
+
+
+def _move(to: JobState, *changed: str) -> Callable[..., Job]:
+    # ``transition_job`` written out for the moves every job makes (see ``_job_copy``)
+    sources = [state for state, targets in JOB_TRANSITIONS.items() if to in targets]
+    return mover(to, changed, sources, _refuse)
+
+
+_to_assigned = _move(JobState.ASSIGNED, "worker_id", "assigned_at")
+_to_running = _move(JobState.RUNNING, "started_at")
+_to_succeeded = _move(JobState.SUCCEEDED, "exit_code", "finished_at")
 
 
 def transition_worker(worker: Worker, to: WorkerState, **changes: Any) -> Worker:
@@ -185,7 +156,7 @@ def check_fence(job: Job, attempt: int, worker_id: str | None = None) -> None:
 def assign(job: Job, attempt: int, worker_id: str, now: float) -> Job:
     """Place a queued job on a worker."""
     check_fence(job, attempt)
-    return transition_job(job, JobState.ASSIGNED, worker_id=worker_id, assigned_at=now)
+    return _to_assigned(job, worker_id, now)
 
 
 def start(job: Job, attempt: int, worker_id: str | None, now: float) -> Job:
@@ -193,7 +164,7 @@ def start(job: Job, attempt: int, worker_id: str | None, now: float) -> Job:
     check_fence(job, attempt, worker_id)
     if job.state in (JobState.RUNNING, JobState.CANCELLING):
         return job
-    return transition_job(job, JobState.RUNNING, started_at=now)
+    return _to_running(job, now)
 
 
 def finish(job: Job, attempt: int, worker_id: str | None, outcome: Outcome, now: float) -> Job:
@@ -219,7 +190,7 @@ def finish(job: Job, attempt: int, worker_id: str | None, outcome: Outcome, now:
             finished_at=now,
         )
     if outcome.exit_code == 0 and not outcome.timed_out and outcome.error is None:
-        return transition_job(job, JobState.SUCCEEDED, exit_code=0, finished_at=now)
+        return _to_succeeded(job, 0, now)
     if outcome.timed_out:
         state, reason = JobState.TIMED_OUT, FailureReason.TIMEOUT
     elif outcome.error is not None:
