@@ -81,7 +81,6 @@ class InProcessControlPlane:
     async def poll(
         self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float
     ) -> Instructions:
-        await trio.lowlevel.checkpoint()  # a worker polling in a loop must let others run
         inbox = await self._inbox(worker_id)  # subscribed before the store is read
         deadline = trio.current_time() + timeout_s
         # Whether the store was read since the inbox was last emptied: if nothing arrived since,
@@ -89,7 +88,7 @@ class InProcessControlPlane:
         # to it after it is stored), and the poll can go straight to waiting. A worker that
         # polls again right after taking its jobs then costs no store read.
         fresh = self._fresh.pop(worker_id, False)
-        news = False
+        news = waited = False
         while True:
             # What arrived while the worker was busy only says "look again", as the store read
             # below does. Only an assignment leaves the worker's own record as it was: the
@@ -106,15 +105,20 @@ class InProcessControlPlane:
                 instructions = await self._workers.instructions(worker, running)
                 if instructions.jobs or instructions.cancel or instructions.drain:
                     self._fresh[worker_id] = True
+                    if not waited:  # a worker polling in a loop must let others run
+                        await trio.lowlevel.checkpoint()
                     return instructions
             now = trio.current_time()
             if now >= deadline:
                 self._fresh[worker_id] = fresh
+                if not waited:
+                    await trio.lowlevel.checkpoint()
                 return Instructions()
-            with trio.move_on_at(min(deadline, now + _RECHECK_S)) as waited:
+            waited = True
+            with trio.move_on_at(min(deadline, now + _RECHECK_S)) as wait:
                 self._heard(worker_id, await inbox.receive())
                 news = True
-            if waited.cancelled_caught:
+            if wait.cancelled_caught:
                 # events may be lost: now and then, the store is read whatever the inbox says
                 fresh = False
                 self._known.pop(worker_id, None)

@@ -149,6 +149,7 @@ class WorkerLoop:
         self.settings = settings or WorkerSettings()
         self.clock = clock
         self.worker: Worker | None = None
+        self._id = ""  # the worker's id once registered (``worker_id`` checks that it is)
         self._running: dict[tuple[str, int], _Running] = {}
         self._live_running = _LiveRunning(self._running)
         self._draining = False
@@ -187,6 +188,7 @@ class WorkerLoop:
     async def run(self, *, task_status: trio.TaskStatus[Worker] = trio.TASK_STATUS_IGNORED) -> None:
         """Register, then work until drained (or cancelled)."""
         self.worker = await self.control.register(self.registration)
+        self._id = self.worker.id
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._heartbeats)
             nursery.start_soon(self._flush_logs)
@@ -272,7 +274,7 @@ class WorkerLoop:
         by the ``Cancelled`` exception, which the scope catches."""
         job = running.job
         try:
-            await self.control.start(self.worker_id, job.id, job.attempt)
+            await self.control.start(self._id, job.id, job.attempt)
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
             self._done(running)
@@ -298,9 +300,7 @@ class WorkerLoop:
     async def _report(self, running: _Running, outcome: Outcome) -> None:
         job = running.job
         try:
-            await self.control.finish(
-                self.worker_id, job.id, job.attempt, outcome, running.log.close()
-            )
+            await self.control.finish(self._id, job.id, job.attempt, outcome, running.log.close())
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
         finally:

@@ -38,8 +38,9 @@ class MemoryEventBus:
         return f"<MemoryEventBus subscriptions={n}>"
 
     async def publish(self, event: Event) -> None:
-        """Deliver ``event`` to every matching subscription now."""
-        await trio.lowlevel.checkpoint_if_cancelled()
+        """Deliver ``event`` to every matching subscription now. Never waits, and is not a
+        checkpoint: every change of a job publishes, and the services that publish checkpoint
+        in their store calls."""
         self.publish_nowait(event)
 
     def publish_nowait(self, event: Event) -> None:
