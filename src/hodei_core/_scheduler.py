@@ -128,13 +128,13 @@ class Scheduler:
             return 0
         running = await store.active_by_tenant() if self._quotas.limits_running else None
         homeless: list[Job] = []
-        assignments = self._plan(queued, views, running, homeless)
+        assignments = self._plan(queued, views, free, running, homeless)
         if len(assignments) < free and len(queued) == window < self._batch:
             queued = await store.queued_jobs(self._batch)
             homeless.clear()
             if running is not None:
                 running = await store.active_by_tenant()
-            assignments = self._plan(queued, views, running, homeless)
+            assignments = self._plan(queued, views, free, running, homeless)
         if self._fail_unschedulable and homeless:
             await self._fail_impossible(homeless)
         if not assignments:
@@ -149,11 +149,12 @@ class Scheduler:
         self,
         queued: Sequence[Job],
         views: Sequence[WorkerView],
+        free: int,
         running: dict[str, int] | None,
         homeless: list[Job],
     ) -> list[Assignment]:
-        """The assignments the policy chooses; jobs no online worker has room for go to
-        ``homeless``."""
+        """The assignments the policy chooses, until the ``free`` slots of ``views`` are taken;
+        jobs no online worker has room for go to ``homeless``."""
         by_id = {v.id: v for v in views}
         # The workers that fit each kind of job (labels, resources), by id, kept up to date as
         # the pass assigns, so that a batch of alike jobs filters the workers once rather than
@@ -161,6 +162,10 @@ class Scheduler:
         cache: dict[tuple[frozenset[str], object], dict[str, WorkerView]] = {}
         assignments: list[Assignment] = []
         for job in queued:
+            if len(assignments) == free:
+                # every slot is taken: the jobs left wait for the next pass (and are not
+                # homeless: a full fleet says nothing about whether they could ever run)
+                break
             spec = job.spec
             if running is not None:
                 limit = self._quotas.quota(job.tenant).max_running
@@ -177,18 +182,20 @@ class Scheduler:
             if choice is None:
                 continue
             # by identity: comparing views field by field would cost more than the choice itself
-            if fitting.get(getattr(choice, "id", None)) is not choice:  # type: ignore[arg-type]
+            worker_id: str = getattr(choice, "id", "")  # a policy may return anything
+            if fitting.get(worker_id) is not choice:
                 log.error("policy %r chose %r, not one of the candidates", self.policy, choice)
                 continue
             updated = choice.with_job(spec)
-            by_id[choice.id] = updated
+            by_id[worker_id] = updated
             if updated.fits(spec):
-                fitting[choice.id] = updated
+                fitting[worker_id] = updated
             else:
-                del fitting[choice.id]
-            for other in [k for k in cache if k != key]:
-                del cache[other]
-            assignments.append(Assignment(job.id, job.attempt, choice.id))
+                del fitting[worker_id]
+            if len(cache) > 1:
+                for other in [k for k in cache if k != key]:
+                    del cache[other]
+            assignments.append(Assignment(job.id, job.attempt, worker_id))
             if running is not None:
                 running[job.tenant] = running.get(job.tenant, 0) + 1
         return assignments
