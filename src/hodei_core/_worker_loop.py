@@ -157,7 +157,8 @@ class WorkerLoop:
         self._idle = trio.Event()
         # jobs handed over but not yet taken by a runner, and the runners waiting for one
         self._todo: deque[_Running] = deque()
-        self._runners = trio.lowlevel.ParkingLot()
+        self._idle_runners: list[trio.lowlevel.Task] = []
+        self._waking = False  # a runner was woken (or started) and has not looked at _todo yet
         #: set when some job has log output waiting to be sent
         self.logs_waiting = trio.Event()
 
@@ -216,10 +217,7 @@ class WorkerLoop:
             if key not in self._running and not self._draining:
                 running = self._running[key] = _Running(job, _JobLog(self, job))
                 self._todo.append(running)
-                if self._runners:
-                    self._runners.unpark()
-                else:
-                    nursery.start_soon(self._runner)
+                self._wake_runner(nursery)
 
     async def _heartbeats(self) -> None:
         interval = self.settings.heartbeat_interval_s
@@ -247,20 +245,43 @@ class WorkerLoop:
                     # the server gave the job to another life: stop it as a cancel, not a timeout
                     running.stop()
 
-    async def _runner(self) -> None:
+    def _wake_runner(self, nursery: trio.Nursery) -> None:
+        # One runner at a time is woken. It wakes the next one only if jobs are left when it
+        # takes its own: when jobs end without waiting (in-process, say), the runner already
+        # running takes the next one, and the others sleep on.
+        if self._waking:
+            return
+        self._waking = True
+        if self._idle_runners:
+            trio.lowlevel.reschedule(self._idle_runners.pop())
+        else:
+            nursery.start_soon(self._runner, nursery)
+
+    async def _runner(self, nursery: trio.Nursery) -> None:
         # Runs the jobs handed to it one after another, then waits for more: a worker keeps as
         # many runners as it ever ran jobs at once. A task and a cancel scope for each job cost
         # more than the rest of a job's bookkeeping in the engine (~30 us together on a small
         # machine), so a runner enters one scope for as many jobs as it can, and leaves it only
         # when the scope went off for a job (a cancelled scope stays cancelled).
+        me = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._idle_runners.remove(me)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        self._waking = False
         while True:
             running: _Running | None = None
             late: Outcome | None = None
             with trio.CancelScope() as scope:
                 while late is None:
                     while not self._todo:
-                        await self._runners.park()
+                        self._idle_runners.append(me)
+                        await trio.lowlevel.wait_task_rescheduled(abort)
+                        self._waking = False
                     running = self._todo.popleft()
+                    if self._todo:
+                        self._wake_runner(nursery)
                     late = await self._run_job(running, scope)
             # the scope went off for ``running``: its executor was stopped, or it returned
             # just after the scope went off (``late``)
