@@ -82,7 +82,7 @@ class InProcessControlPlane:
         self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float
     ) -> Instructions:
         inbox = await self._inbox(worker_id)  # subscribed before the store is read
-        deadline = trio.current_time() + timeout_s
+        deadline = None  # set when the poll first has to wait
         # Whether the store was read since the inbox was last emptied: if nothing arrived since,
         # the store has nothing new for this worker (every change that concerns it is published
         # to it after it is stored), and the poll can go straight to waiting. A worker that
@@ -93,10 +93,14 @@ class InProcessControlPlane:
             # What arrived while the worker was busy only says "look again", as the store read
             # below does. Only an assignment leaves the worker's own record as it was: the
             # record is read again after any other event (a drain, say).
-            with contextlib.suppress(trio.WouldBlock):
+            try:
                 while True:
+                    event = inbox.receive_nowait()
                     news = True
-                    self._heard(worker_id, inbox.receive_nowait())
+                    if type(event) is not JobAssigned:
+                        self._known.pop(worker_id, None)
+            except trio.WouldBlock:
+                pass
             if news or not fresh:
                 news, fresh = False, True
                 worker = self._known.get(worker_id)
@@ -109,6 +113,8 @@ class InProcessControlPlane:
                         await trio.lowlevel.checkpoint()
                     return instructions
             now = trio.current_time()
+            if deadline is None:
+                deadline = now + timeout_s
             if now >= deadline:
                 self._fresh[worker_id] = fresh
                 if not waited:
@@ -116,16 +122,13 @@ class InProcessControlPlane:
                 return Instructions()
             waited = True
             with trio.move_on_at(min(deadline, now + _RECHECK_S)) as wait:
-                self._heard(worker_id, await inbox.receive())
+                if type(await inbox.receive()) is not JobAssigned:
+                    self._known.pop(worker_id, None)
                 news = True
             if wait.cancelled_caught:
                 # events may be lost: now and then, the store is read whatever the inbox says
                 fresh = False
                 self._known.pop(worker_id, None)
-
-    def _heard(self, worker_id: str, event: Event) -> None:
-        if not isinstance(event, JobAssigned):
-            self._known.pop(worker_id, None)
 
     async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
         await self._orchestrator.start(worker_id, job_id, attempt)

@@ -1,9 +1,12 @@
 """The in-memory store: one process, no durability, the reference for every other store.
 
-Each method runs without a checkpoint between reading and writing, which makes it atomic under
-trio's cooperative scheduling. Indexes (the queue, each worker's active jobs, each tenant's
-counters) are maintained in one place, ``_put``, from the difference between a job's old and new
-values, so no operation can forget one.
+No method waits, and none is a checkpoint: each runs from start to end without letting another
+task in, which makes it atomic under trio's cooperative scheduling, and a job's life costs no
+cancellation checks in the store (the services that call it wait elsewhere).
+
+Indexes (the queue, each worker's active jobs, each tenant's counters) are maintained in one
+place, ``_put``, from the difference between a job's old and new values, so no operation can
+forget one.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 
 import attrs
-import trio
 
 from hodei_core import (
     Job,
@@ -34,8 +36,6 @@ from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
 from ._logs import Logs
 
 __all__ = ["MemoryStore"]
-
-_checkpoint = trio.lowlevel.checkpoint_if_cancelled
 
 
 # Which index a job is in by its state: the queue (0), its worker's active jobs (1), or none (2).
@@ -147,7 +147,6 @@ class MemoryStore:
     # -- jobs --
 
     async def add_job(self, job: Job, admit: Callable[[TenantUsage], None] | None = None) -> None:
-        await _checkpoint()
         recent = self._tenant_recent.get(job.tenant)
         if recent is None:
             recent = self._tenant_recent[job.tenant] = deque()
@@ -166,11 +165,9 @@ class MemoryStore:
         self._put(None, job)
 
     async def get_job(self, job_id: str) -> Job:
-        await _checkpoint()
         return self._job(job_id)
 
     async def list_jobs(self, query: JobQuery) -> list[Job]:
-        await _checkpoint()
         out = [
             job
             for job in self._jobs.values()
@@ -184,7 +181,6 @@ class MemoryStore:
     async def update_job(
         self, job_id: str, change: Callable[[Job], Job], chunks: Sequence[LogChunk] = ()
     ) -> tuple[Job, Job]:
-        await _checkpoint()
         before = self._job(job_id)
         after = change(before)
         self._put(before, after)
@@ -193,7 +189,6 @@ class MemoryStore:
         return before, after
 
     async def queued_jobs(self, limit: int) -> list[Job]:
-        await _checkpoint()
         out: list[Job] = []
         jobs = self._jobs
         for priority in self._priorities:
@@ -204,7 +199,6 @@ class MemoryStore:
         return out
 
     async def assign_jobs(self, assignments: Sequence[Assignment], now: float) -> list[Job]:
-        await _checkpoint()
         assigned: list[Job] = []
         for a in assignments:
             job = self._jobs.get(a.job_id)
@@ -224,11 +218,9 @@ class MemoryStore:
         return assigned
 
     async def active_jobs(self, worker_id: str) -> list[Job]:
-        await _checkpoint()
         return [self._jobs[i] for i in self._active.get(worker_id, ())]
 
     async def active_by_tenant(self) -> dict[str, int]:
-        await _checkpoint()
         return {tenant: n for tenant, n in self._tenant_active.items() if n}
 
     # -- workers --
@@ -280,7 +272,6 @@ class MemoryStore:
         now: float,
         release: Callable[[Job], Job],
     ) -> tuple[Worker, bool, list[Job]]:
-        await _checkpoint()
         existing_id = self._worker_names.get(registration.name)
         if existing_id is None:
             worker = lifecycle.registered(None, registration, new_id, now)
@@ -301,31 +292,26 @@ class MemoryStore:
         return changed
 
     async def get_worker(self, worker_id: str) -> Worker:
-        await _checkpoint()
         return self._worker(worker_id)
 
     async def list_workers(self) -> list[Worker]:
-        await _checkpoint()
         return list(self._workers.values())
 
     async def update_worker(
         self, worker_id: str, change: Callable[[Worker], Worker]
     ) -> tuple[Worker, Worker]:
-        await _checkpoint()
         before = self._worker(worker_id)
         after = change(before)
         self._set_worker(after)
         return before, after
 
     async def touch_workers(self, worker_ids: Collection[str], now: float) -> None:
-        await _checkpoint()
         for worker_id in worker_ids:
             worker = self._workers.get(worker_id)
             if worker is not None and worker.state in _HEARD and worker.last_heartbeat < now:
                 self._set_worker(attrs.evolve(worker, last_heartbeat=now))
 
     async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
-        await _checkpoint()
         view = self._view
         # both in registration order
         ids = sorted(self._roomy, key=self._order.__getitem__) if with_room else self._workers
@@ -334,7 +320,6 @@ class MemoryStore:
     async def lose_worker(
         self, worker_id: str, stale_before: float, change: Callable[[Job], Job]
     ) -> tuple[Worker, list[Job]] | None:
-        await _checkpoint()
         worker = self._worker(worker_id)
         if worker.state not in (WorkerState.ONLINE, WorkerState.DRAINING):
             return None
@@ -348,7 +333,6 @@ class MemoryStore:
     async def leave_worker(
         self, worker_id: str, release: Callable[[Job], Job]
     ) -> tuple[Worker, list[Job]]:
-        await _checkpoint()
         worker = self._worker(worker_id)
         if worker.state is not WorkerState.OFFLINE:
             worker = lifecycle.transition_worker(worker, WorkerState.OFFLINE)
@@ -359,46 +343,38 @@ class MemoryStore:
     # -- pipelines and runs --
 
     async def add_pipeline(self, pipeline: Pipeline) -> None:
-        await _checkpoint()
         self._pipelines[pipeline.id] = pipeline
 
     async def get_pipeline(self, pipeline_id: str) -> Pipeline:
-        await _checkpoint()
         try:
             return self._pipelines[pipeline_id]
         except KeyError:
             raise PipelineNotFound(pipeline_id) from None
 
     async def list_pipelines(self, tenant: str | None = None) -> list[Pipeline]:
-        await _checkpoint()
         return [p for p in self._pipelines.values() if tenant is None or p.tenant == tenant]
 
     async def delete_pipeline(self, pipeline_id: str) -> None:
-        await _checkpoint()
         if self._pipelines.pop(pipeline_id, None) is None:
             raise PipelineNotFound(pipeline_id)
 
     async def add_run(self, run: Run, jobs: Sequence[Job]) -> None:
-        await _checkpoint()
         self._runs[run.id] = run
         for job in jobs:
             self._put(None, job)
 
     async def get_run(self, run_id: str) -> Run:
-        await _checkpoint()
         try:
             return self._runs[run_id]
         except KeyError:
             raise RunNotFound(run_id) from None
 
     async def list_runs(self, pipeline_id: str | None = None) -> list[Run]:
-        await _checkpoint()
         return [r for r in self._runs.values() if pipeline_id in (None, r.pipeline_id)]
 
     async def update_run(
         self, run_id: str, change: Callable[[Run], tuple[Run, Sequence[Job]]]
     ) -> tuple[Run, list[Job]]:
-        await _checkpoint()
         try:
             before = self._runs[run_id]
         except KeyError:
@@ -412,11 +388,9 @@ class MemoryStore:
     # -- logs --
 
     async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
-        await _checkpoint()
         self._logs.append(job_id, attempt, chunks)
 
     async def read_logs(
         self, job_id: str, attempt: int, from_seq: int = 0, limit: int | None = None
     ) -> list[LogChunk]:
-        await _checkpoint()
         return self._logs.read(job_id, attempt, from_seq, limit)
