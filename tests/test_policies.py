@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hodei_core import Job, JobSpec, Worker, WorkerView
+from hodei_core import Capacity, Job, JobSpec, Resources, Worker, WorkerView
 from hodei_core.policies import BinPack, FirstFit, LeastLoaded, RoundRobin
 from hodei_core.testing import check_scheduling_policy
 
@@ -54,3 +56,24 @@ def test_round_robin_takes_turns() -> None:
     job = Job(id="j", spec=JobSpec(command=["t"]))
     policy = RoundRobin()
     assert [policy.choose(job, views).id for _ in range(4)] == ["w0", "w1", "w2", "w0"]  # type: ignore[union-attr]
+
+
+@given(
+    slots=st.integers(0, 8),
+    used=st.integers(0, 8),
+    cpu=st.floats(0, 64),
+    memory_mb=st.integers(0, 1 << 20),
+    job_cpu=st.floats(0, 8),
+    job_memory_mb=st.integers(0, 4096),
+)
+def test_with_job_is_a_view_with_one_job_more(
+    slots: int, used: int, cpu: float, memory_mb: int, job_cpu: float, job_memory_mb: int
+) -> None:
+    """``with_job`` builds the view without attrs' ``__init__``: it must give the same view."""
+    worker = Worker(id="w", name="w", capacity=Capacity(slots=slots, cpu=64.0))
+    view = WorkerView(worker, used, cpu, memory_mb)
+    spec = JobSpec(command=["true"], resources=Resources(cpu=job_cpu, memory_mb=job_memory_mb))
+    after = view.with_job(spec)
+    expected = WorkerView(worker, used + 1, cpu + job_cpu, memory_mb + job_memory_mb)
+    assert after == expected
+    assert (after.free_slots, after.load) == (expected.free_slots, expected.load)

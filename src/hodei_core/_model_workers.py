@@ -104,9 +104,38 @@ class WorkerView:
 
     def with_job(self, spec: JobSpec) -> WorkerView:
         """This view after taking one more job."""
-        return WorkerView(
-            self.worker,
-            self.used_slots + 1,
-            self.used_cpu + spec.resources.cpu,
-            self.used_memory_mb + spec.resources.memory_mb,
-        )
+        res = spec.resources
+        cpu, memory_mb = self.used_cpu + res.cpu, self.used_memory_mb + res.memory_mb
+        return _view(self.worker, self.used_slots + 1, cpu, memory_mb)
+
+
+# ``WorkerView(...)`` goes through attrs' frozen ``__init__`` and ``__attrs_post_init__``; a
+# scheduling pass makes a view for every job it places, so ``with_job`` sets the slots directly.
+assert [a.name for a in attrs.fields(WorkerView)] == [
+    "worker",
+    "used_slots",
+    "used_cpu",
+    "used_memory_mb",
+    "free_slots",
+    "load",
+], "_view sets every field of WorkerView"
+_new = object.__new__
+_set_worker = WorkerView.worker.__set__  # type: ignore[attr-defined]
+_set_used_slots = WorkerView.used_slots.__set__  # type: ignore[attr-defined]
+_set_used_cpu = WorkerView.used_cpu.__set__  # type: ignore[attr-defined]
+_set_used_memory_mb = WorkerView.used_memory_mb.__set__  # type: ignore[attr-defined]
+_set_free_slots = WorkerView.free_slots.__set__  # type: ignore[attr-defined]
+_set_load = WorkerView.load.__set__  # type: ignore[attr-defined]
+
+
+def _view(worker: Worker, used_slots: int, used_cpu: float, used_memory_mb: int) -> WorkerView:
+    """``WorkerView(worker, used_slots, used_cpu, used_memory_mb)``, faster."""
+    view: WorkerView = _new(WorkerView)
+    _set_worker(view, worker)
+    _set_used_slots(view, used_slots)
+    _set_used_cpu(view, used_cpu)
+    _set_used_memory_mb(view, used_memory_mb)
+    slots = worker.capacity.slots
+    _set_free_slots(view, slots - used_slots)
+    _set_load(view, used_slots / slots if slots else 1.0)
+    return view

@@ -160,6 +160,10 @@ class Scheduler:
         # the pass assigns, so that a batch of alike jobs filters the workers once rather than
         # once per job. Keyed by id, a chosen view is found and replaced without a search.
         cache: dict[tuple[frozenset[str], object], dict[str, WorkerView]] = {}
+        labels: frozenset[str] | None = None
+        resources: object = None
+        key: tuple[frozenset[str], object] = (frozenset(), None)
+        fitting: dict[str, WorkerView] = {}
         assignments: list[Assignment] = []
         for job in queued:
             if len(assignments) == free:
@@ -171,10 +175,14 @@ class Scheduler:
                 limit = self._quotas.quota(job.tenant).max_running
                 if limit is not None and running.get(job.tenant, 0) >= limit:
                     continue
-            key = (spec.labels, spec.resources)
-            fitting = cache.get(key)
-            if fitting is None:
-                fitting = cache[key] = {i: v for i, v in by_id.items() if v.fits(spec)}
+            if spec.labels is not labels or spec.resources is not resources:
+                # (alike jobs usually share these values: the key is made only when they change)
+                labels, resources = spec.labels, spec.resources
+                key = (labels, resources)
+                known = cache.get(key)
+                if known is None:
+                    known = cache[key] = {i: v for i, v in by_id.items() if v.fits(spec)}
+                fitting = known
             if not fitting:
                 homeless.append(job)
                 continue

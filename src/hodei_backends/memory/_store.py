@@ -116,8 +116,13 @@ class MemoryStore:
             queue[job.id] = None
             self._tenant_queued[job.tenant] += 1
         elif state.is_active and job.worker_id is not None:
-            self._active.setdefault(job.worker_id, {})[job.id] = None
-            usage = self._usage.setdefault(job.worker_id, _Usage())
+            active = self._active.get(job.worker_id)
+            if active is None:
+                active = self._active[job.worker_id] = {}
+            active[job.id] = None
+            usage = self._usage.get(job.worker_id)
+            if usage is None:
+                usage = self._usage[job.worker_id] = _Usage()
             usage.slots += 1
             usage.cpu += job.spec.resources.cpu
             usage.memory_mb += job.spec.resources.memory_mb
