@@ -27,7 +27,7 @@ from hodei_core import (
     transition_worker,
 )
 from hodei_core import _lifecycle as lifecycle
-from hodei_core._job_copy import evolve_job
+from hodei_core._job_copy import evolve_job, maker
 
 SPEC = JobSpec(command=["true"])
 
@@ -193,3 +193,10 @@ def test_evolve_job_is_attrs_evolve(changes: dict[str, object]) -> None:
 def test_evolve_job_refuses_a_field_jobs_do_not_have() -> None:
     with pytest.raises(TypeError, match="no field 'colour'"):
         evolve_job(job_in(JobState.QUEUED), {"state": JobState.ASSIGNED, "colour": 1})
+
+
+def test_maker_makes_what_the_constructor_makes() -> None:
+    make = maker(("id", "tenant", "spec", "created_at"))
+    assert make("j1", "t", SPEC, 5.0) == Job(id="j1", tenant="t", spec=SPEC, created_at=5.0)
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        maker(("id", "colour"))

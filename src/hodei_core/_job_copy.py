@@ -10,14 +10,15 @@ jobs, so the job being moved is rarely in the CPU's cache: the fewer steps the b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
 
-from ._models import Job, JobState
+from ._models import Job, JobSpec, JobState
 
-__all__ = ["copier", "evolve_job", "mover"]
+__all__ = ["copier", "evolve_job", "maker", "mover"]
 
 _FIELDS = tuple(a.name for a in attrs.fields(Job))
 assert all(
@@ -80,3 +81,14 @@ def mover(
     is not one of ``sources``. One call for a whole move of a job along its state table."""
     move = {"sources": frozenset(sources), "refuse": refuse, "to": to}
     return _write(("state", *changed), move)
+
+
+def maker(fields: tuple[str, ...]) -> Callable[..., Job]:
+    """A function ``(*values)``: a new job with ``fields`` set to ``values`` and every other
+    field at its default, as ``Job(**dict(zip(fields, values)))`` makes it, faster.
+
+    Raises:
+        TypeError: a name in ``fields`` is not a field of ``Job``.
+    """
+    # a copy of a job made with the defaults: they are Job's own, whatever they become
+    return functools.partial(copier(fields), Job(id="", spec=JobSpec()))

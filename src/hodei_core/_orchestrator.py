@@ -6,12 +6,16 @@ from collections.abc import Sequence
 
 from . import _lifecycle as lifecycle
 from ._context import Context, cancel_job, check_name, job_ended, new_id
+from ._job_copy import maker
 from ._models import DEFAULT_TENANT, Job, JobSpec, LogChunk, Outcome
 from ._quota import QuotaManager
 from ._validation import check_spec
 from .events import JobStarted, JobSubmitted, LogAppended
 
 __all__ = ["Orchestrator"]
+
+# ``Job(id=…, tenant=…, spec=…, created_at=…)``, written out: every submission makes one
+_new_job = maker(("id", "tenant", "spec", "created_at"))
 
 
 class Orchestrator:
@@ -38,7 +42,7 @@ class Orchestrator:
         check_spec(spec)
         check_name("tenant", tenant)
         now = self._ctx.clock()
-        job = Job(id=job_id or new_id("job"), tenant=tenant, spec=spec, created_at=now)
+        job = _new_job(job_id or new_id("job"), tenant, spec, now)
         await self._ctx.store.add_job(job, self._quotas.admission(tenant, now))
         self._ctx.job_queued()
         await self._ctx.bus.publish(JobSubmitted(job.id, tenant))

@@ -29,6 +29,8 @@ log = logging.getLogger("hodei.worker")
 
 # What makes the server refuse a report for good: the job is no longer this attempt's.
 _GONE = (StaleAttempt, JobAlreadyFinished, JobNotFound)
+# the outcome of most jobs, made once (outcomes are frozen)
+_SUCCESS = Outcome(0)
 
 
 @attrs.frozen(kw_only=True)
@@ -336,7 +338,8 @@ class WorkerLoop:
     async def _execute(self, running: _Running) -> Outcome:
         job = running.job
         try:
-            return Outcome(await self.executor.run(job, running.log))
+            code = await self.executor.run(job, running.log)
+            return _SUCCESS if type(code) is int and code == 0 else Outcome(code)
         except ExecutorError as exc:
             await running.log.write(Stream.STDERR, f"hodei: {exc}\n")
             return Outcome(None, error=str(exc))
