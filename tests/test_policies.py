@@ -32,6 +32,13 @@ class Meddler:
         return candidates[0]
 
 
+class Liar(LeastLoaded):
+    """Says it ranks by load, but picks the last candidate."""
+
+    def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
+        return candidates[-1]
+
+
 class Slow:
     async def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
         return None
@@ -43,6 +50,7 @@ class Slow:
         (Outsider(), "not one of the candidates"),
         (Meddler(), "changed the candidates"),
         (Slow(), "must not be async"),
+        (Liar(), "ranks by sort_key but chose"),
         (object(), "no choose"),
     ],
 )

@@ -13,6 +13,7 @@ import trio
 from . import _lifecycle as lifecycle
 from ._context import Context, job_ended
 from ._models import Job, WorkerView
+from ._planning import plan
 from ._quota import QuotaManager
 from .events import JobAssigned
 from .ports import Assignment, SchedulingPolicy
@@ -153,60 +154,15 @@ class Scheduler:
         running: dict[str, int] | None,
         homeless: list[Job],
     ) -> list[Assignment]:
-        """The assignments the policy chooses, until the ``free`` slots of ``views`` are taken;
-        jobs no online worker has room for go to ``homeless``."""
-        by_id = {v.id: v for v in views}
-        # The workers that fit each kind of job (labels, resources), by id, kept up to date as
-        # the pass assigns, so that a batch of alike jobs filters the workers once rather than
-        # once per job. Keyed by id, a chosen view is found and replaced without a search.
-        cache: dict[tuple[frozenset[str], object], dict[str, WorkerView]] = {}
-        labels: frozenset[str] | None = None
-        resources: object = None
-        key: tuple[frozenset[str], object] = (frozenset(), None)
-        fitting: dict[str, WorkerView] = {}
-        assignments: list[Assignment] = []
-        for job in queued:
-            if len(assignments) == free:
-                # every slot is taken: the jobs left wait for the next pass (and are not
-                # homeless: a full fleet says nothing about whether they could ever run)
-                break
-            spec = job.spec
-            if running is not None:
-                limit = self._quotas.quota(job.tenant).max_running
-                if limit is not None and running.get(job.tenant, 0) >= limit:
-                    continue
-            if spec.labels is not labels or spec.resources is not resources:
-                # (alike jobs usually share these values: the key is made only when they change)
-                labels, resources = spec.labels, spec.resources
-                key = (labels, resources)
-                known = cache.get(key)
-                if known is None:
-                    known = cache[key] = {i: v for i, v in by_id.items() if v.fits(spec)}
-                fitting = known
-            if not fitting:
-                homeless.append(job)
-                continue
-            choice = self.policy.choose(job, list(fitting.values()))
-            if choice is None:
-                continue
-            # by identity: comparing views field by field would cost more than the choice itself
-            worker_id: str = getattr(choice, "id", "")  # a policy may return anything
-            if fitting.get(worker_id) is not choice:
-                log.error("policy %r chose %r, not one of the candidates", self.policy, choice)
-                continue
-            updated = choice.with_job(spec)
-            by_id[worker_id] = updated
-            if updated.fits(spec):
-                fitting[worker_id] = updated
-            else:
-                del fitting[worker_id]
-            if len(cache) > 1:
-                for other in [k for k in cache if k != key]:
-                    del cache[other]
-            assignments.append(Assignment(job.id, job.attempt, worker_id))
-            if running is not None:
-                running[job.tenant] = running.get(job.tenant, 0) + 1
-        return assignments
+        return plan(
+            queued,
+            views,
+            free=free,
+            policy=self.policy,
+            quotas=self._quotas,
+            running=running,
+            homeless=homeless,
+        )
 
     async def _fail_impossible(self, homeless: Sequence[Job]) -> None:
         # Only for a fixed fleet (embedded engines): a job no worker could ever run would

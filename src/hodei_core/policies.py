@@ -3,6 +3,10 @@
 Each receives candidates that already satisfy every constraint (online, labels, capacity); a
 policy only ranks them. Ties are broken by the candidates' order, which makes the stock policies
 deterministic.
+
+``FirstFit``, ``LeastLoaded`` and ``BinPack`` rank by a key (``sort_key``), which lets the
+scheduler keep the candidates in order instead of asking for each job (see
+``hodei_core.ports.RankingPolicy``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ class FirstFit:
         """The first candidate."""
         return candidates[0] if candidates else None
 
+    def sort_key(self, view: WorkerView) -> float:
+        """Every candidate ranks the same: the first one wins."""
+        return 0.0
+
     def __repr__(self) -> str:
         return "FirstFit()"
 
@@ -39,6 +47,10 @@ class LeastLoaded:
             return None
         return min(candidates, key=_by_load)
 
+    def sort_key(self, view: WorkerView) -> float:
+        """The share of the worker's slots in use."""
+        return view.load
+
     def __repr__(self) -> str:
         return "LeastLoaded()"
 
@@ -51,6 +63,10 @@ class BinPack:
         if not candidates:
             return None
         return min(candidates, key=_by_free_slots)
+
+    def sort_key(self, view: WorkerView) -> float:
+        """The worker's free slots."""
+        return view.free_slots
 
     def __repr__(self) -> str:
         return "BinPack()"

@@ -7,7 +7,7 @@ import inspect
 import random
 
 from .._models import Capacity, Job, JobSpec, Resources, Worker, WorkerView
-from ..ports import SchedulingPolicy
+from ..ports import RankingPolicy, SchedulingPolicy
 
 __all__ = ["check_scheduling_policy"]
 
@@ -39,7 +39,8 @@ def check_scheduling_policy(policy: SchedulingPolicy, *, cases: int = 500, seed:
 
     On ``cases`` random jobs and candidate lists: ``choose`` is a plain (not async) method,
     returns None or one of the candidates it was given, does not change the candidates, and
-    copes with a single candidate.
+    copes with a single candidate. A ``RankingPolicy`` (one with ``sort_key``) must choose the
+    earliest candidate with the smallest key, every time.
 
     Raises:
         AssertionError: a rule was broken; the message says which, and on what.
@@ -47,6 +48,8 @@ def check_scheduling_policy(policy: SchedulingPolicy, *, cases: int = 500, seed:
     choose = getattr(policy, "choose", None)
     assert callable(choose), f"{policy!r} has no choose() method"
     assert not inspect.iscoroutinefunction(choose), f"{policy!r}.choose must not be async"
+    # a ranking policy promises that choose is the smallest sort_key (the scheduler relies on it)
+    sort_key = policy.sort_key if isinstance(policy, RankingPolicy) else None
     rng = random.Random(seed)
     for n in range(cases):
         job, candidates = _random_case(rng, n)
@@ -59,3 +62,10 @@ def check_scheduling_policy(policy: SchedulingPolicy, *, cases: int = 500, seed:
             f"{policy!r} chose {choice!r}, which is not one of the candidates "
             f"{[c.id for c in candidates]} for {job.id}"
         )
+        if sort_key is not None:
+            best = min(candidates, key=sort_key)
+            assert choice is best, (
+                f"{policy!r} ranks by sort_key but chose {getattr(choice, 'id', choice)!r}, "
+                f"not {best.id!r}, the earliest candidate with the smallest key, "
+                f"among {[c.id for c in candidates]} for {job.id}"
+            )
