@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 
 from . import _lifecycle as lifecycle
+from ._fast import constructor
 from ._models import Job, JobState
 from .errors import Problem, ValidationError
 from .events import JobCancelRequested, JobFinished
@@ -24,6 +25,9 @@ Clock = Callable[[], float]
 
 # Names end up inside event topics (dot-separated) and URLs.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
+
+# every attempt of every job ends with one (see ``_fast``)
+_job_finished = constructor(JobFinished)
 
 
 class _Ids:
@@ -93,7 +97,7 @@ class Context:
 async def job_ended(ctx: Context, job: Job) -> None:
     """Announce that an attempt of ``job`` ended (terminal, or queued again) and let the
     pipeline run it belongs to advance."""
-    await ctx.bus.publish(JobFinished(job))
+    await ctx.bus.publish(_job_finished(job))
     if job.state is JobState.QUEUED:
         ctx.job_queued()
     elif job.run_id is not None:

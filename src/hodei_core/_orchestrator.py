@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from . import _lifecycle as lifecycle
 from ._context import Context, cancel_job, check_name, job_ended, new_id
+from ._fast import constructor
 from ._job_copy import maker
 from ._models import DEFAULT_TENANT, Job, JobSpec, LogChunk, Outcome
 from ._quota import QuotaManager
@@ -16,6 +17,9 @@ __all__ = ["Orchestrator"]
 
 # ``Job(id=…, tenant=…, spec=…, created_at=…)``, written out: every submission makes one
 _new_job = maker(("id", "tenant", "spec", "created_at"))
+# (and the events each job publishes: see ``_fast``)
+_job_submitted = constructor(JobSubmitted)
+_job_started = constructor(JobStarted)
 
 
 class Orchestrator:
@@ -45,7 +49,7 @@ class Orchestrator:
         job = _new_job(job_id or new_id("job"), tenant, spec, now)
         await self._ctx.store.add_job(job, self._quotas.admission(tenant, now))
         self._ctx.job_queued()
-        await self._ctx.bus.publish(JobSubmitted(job.id, tenant))
+        await self._ctx.bus.publish(_job_submitted(job.id, tenant))
         return job
 
     async def start(self, worker_id: str | None, job_id: str, attempt: int) -> Job:
@@ -61,7 +65,7 @@ class Orchestrator:
         if before is not after:
             assert after.worker_id is not None
             await self._ctx.bus.publish(
-                JobStarted(after.id, after.tenant, after.attempt, after.worker_id)
+                _job_started(after.id, after.tenant, after.attempt, after.worker_id)
             )
         return after
 

@@ -12,6 +12,7 @@ import trio
 
 from . import _lifecycle as lifecycle
 from ._context import Context, job_ended
+from ._fast import constructor
 from ._models import Job, WorkerView
 from ._planning import plan
 from ._quota import QuotaManager
@@ -21,6 +22,9 @@ from .ports import Assignment, SchedulingPolicy
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("hodei.scheduler")
+
+# every assignment is announced with one (see ``_fast``)
+_job_assigned = constructor(JobAssigned)
 
 # Queued jobs a pass reads beyond twice the free slots (see ``schedule_once``).
 _WINDOW_MARGIN = 32
@@ -143,7 +147,9 @@ class Scheduler:
         assigned = await store.assign_jobs(assignments, self._ctx.clock())
         for job in assigned:
             assert job.worker_id is not None
-            await self._ctx.bus.publish(JobAssigned(job.id, job.tenant, job.attempt, job.worker_id))
+            await self._ctx.bus.publish(
+                _job_assigned(job.id, job.tenant, job.attempt, job.worker_id)
+            )
         return len(assigned)
 
     def _plan(
