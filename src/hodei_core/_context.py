@@ -26,6 +26,8 @@ Clock = Callable[[], float]
 # Names end up inside event topics (dot-separated) and URLs.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
+# (read once: ``JobState.QUEUED`` goes through the enum metaclass's slow hook in CPython 3.11)
+_QUEUED = JobState.QUEUED
 # every attempt of every job ends with one (see ``_fast``)
 _job_finished = constructor(JobFinished)
 
@@ -98,7 +100,7 @@ async def job_ended(ctx: Context, job: Job) -> None:
     """Announce that an attempt of ``job`` ended (terminal, or queued again) and let the
     pipeline run it belongs to advance."""
     await ctx.bus.publish(_job_finished(job))
-    if job.state is JobState.QUEUED:
+    if job.state is _QUEUED:
         ctx.job_queued()
     elif job.run_id is not None:
         await ctx.run_job_ended(job)
