@@ -3,15 +3,29 @@ timed out must not spill over into the next one."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
+import attrs
 import trio
 import trio.testing
 
-from hodei_backends import open_embedded
-from hodei_core import FailureReason, Hodei, Job, JobSpec, JobState
+from hodei_backends import MemoryEventBus, MemoryStore, open_embedded
+from hodei_core import (
+    Capacity,
+    FailureReason,
+    Hodei,
+    Job,
+    JobSpec,
+    JobState,
+    LogChunk,
+    StaleAttempt,
+    Stream,
+    WorkerRegistration,
+)
 from hodei_core.ports import Executor, LogSink
 from hodei_core.testing import ManualExecutor, trio_wall_clock
+from hodei_core.worker import InProcessControlPlane, WorkerLoop
 
 from .conftest import FAST
 
@@ -91,3 +105,56 @@ async def test_jobs_run_side_by_side_up_to_the_slots() -> None:
             manual.finish(job.id, 0)
         for job in jobs:
             assert (await hodei.wait(job.id)).state is JobState.SUCCEEDED
+
+
+class _RefusesLogsOf:
+    """The in-process control plane, but the logs of one job are refused as a stale attempt's,
+    as a server that gave the job to another worker refuses them."""
+
+    def __init__(self, inner: InProcessControlPlane, job_name: str) -> None:
+        self.inner = inner
+        self.job_name = job_name
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def append_logs(
+        self, worker_id: str, job_id: str, attempt: int, chunks: Sequence[LogChunk]
+    ) -> None:
+        if (await self.inner._orchestrator._ctx.store.get_job(job_id)).spec.name == self.job_name:
+            self.refused += 1
+            raise StaleAttempt(job_id, attempt, attempt + 1)
+        await self.inner.append_logs(worker_id, job_id, attempt, chunks)
+
+
+class _Chatty:
+    """Writes more output than one log batch holds, so that the writes themselves send it."""
+
+    async def run(self, job: Job, logs: LogSink) -> int:
+        await logs.write(Stream.STDOUT, "x" * 100)
+        return 0
+
+
+async def test_a_job_whose_output_is_refused_mid_run_is_dropped_and_the_worker_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    engine = Hodei(store=MemoryStore(), bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery, engine.control_plane() as inner:
+        await nursery.start(engine.run)
+        control = _RefusesLogsOf(inner, "stale")
+        settings = attrs.evolve(FAST, log_batch_bytes=10)
+        # two slots: the engine still counts the dropped job (a server would have moved it)
+        registration = WorkerRegistration(name="w", capacity=Capacity(slots=2))
+        loop = WorkerLoop(control, _Chatty(), registration, settings=settings)
+        await nursery.start(loop.run)
+        stale = await engine.submit(JobSpec(command=["x"], name="stale"))
+        await trio.sleep(1)
+        assert control.refused >= 1
+        # dropped by the worker: its runner went on, and no report of it followed
+        assert (await engine.get(stale.id)).state is JobState.RUNNING
+        assert loop.running == []
+        fine = await engine.wait((await engine.submit(JobSpec(command=["x"]))).id)
+        assert fine.state is JobState.SUCCEEDED
+        assert await engine.log_text(fine.id) == "x" * 100
+        nursery.cancel_scope.cancel()

@@ -288,7 +288,7 @@ class WorkerLoop:
             # the scope went off for ``running``: its executor was stopped, or it returned
             # just after the scope went off (``late``)
             assert running is not None
-            await self._report(running, late if late is not None else await self._stopped(running))
+            await self._end(running, late)
 
     async def _run_job(self, running: _Running, scope: trio.CancelScope) -> Outcome | None:
         """Start, execute and report ``running`` in the runner's ``scope``; returns the outcome
@@ -298,31 +298,33 @@ class WorkerLoop:
         job = running.job
         try:
             await self.control.start(self._id, job.id, job.attempt)
+            if running.cancelled:
+                outcome = Outcome(None, cancelled=True)
+            else:
+                timeout_s = job.spec.timeout_s
+                if timeout_s is not None:
+                    scope.deadline = trio.current_time() + timeout_s
+                running.executing = scope
+                try:
+                    outcome = await self._execute(running)
+                finally:
+                    running.executing = None
+                    if timeout_s is not None:
+                        scope.deadline = math.inf
+                if scope.cancel_called:
+                    return outcome
+            await self.control.finish(self._id, job.id, job.attempt, outcome, running.log.close())
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
-            self._done(running)
-            return None
-        if running.cancelled:
-            outcome = Outcome(None, cancelled=True)
-        else:
-            timeout_s = job.spec.timeout_s
-            if timeout_s is not None:
-                scope.deadline = trio.current_time() + timeout_s
-            running.executing = scope
-            try:
-                outcome = await self._execute(running)
-            finally:
-                running.executing = None
-                if timeout_s is not None:
-                    scope.deadline = math.inf
-            if scope.cancel_called:
-                return outcome
-        await self._report(running, outcome)
+        self._done(running)
         return None
 
-    async def _report(self, running: _Running, outcome: Outcome) -> None:
+    async def _end(self, running: _Running, late: Outcome | None) -> None:
+        """Report a job whose scope went off: with ``late``, what its executor returned, else
+        as stopped (cancelled or timed out)."""
         job = running.job
         try:
+            outcome = late if late is not None else await self._stopped(running)
             await self.control.finish(self._id, job.id, job.attempt, outcome, running.log.close())
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
