@@ -158,3 +158,39 @@ async def test_a_job_whose_output_is_refused_mid_run_is_dropped_and_the_worker_g
         assert fine.state is JobState.SUCCEEDED
         assert await engine.log_text(fine.id) == "x" * 100
         nursery.cancel_scope.cancel()
+
+
+class _FailsWhenStopped:
+    """An executor with a bug: told to stop, it raises instead of letting the cancel through."""
+
+    async def run(self, job: Job, logs: LogSink) -> int:
+        if job.spec.name == "stale":
+            try:
+                await trio.sleep_forever()
+            except trio.Cancelled:
+                raise RuntimeError("clean-up failed") from None
+        return 0
+
+
+async def test_a_job_dropped_after_its_scope_went_off_leaves_no_spent_scope_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # the timeout goes off, the executor raises, its error line is refused: the job is dropped
+    # in a scope that went off, and the next job must run in a fresh one
+    engine = Hodei(store=MemoryStore(), bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery, engine.control_plane() as inner:
+        await nursery.start(engine.run)
+        settings = attrs.evolve(FAST, log_batch_bytes=10)
+        registration = WorkerRegistration(name="w", capacity=Capacity(slots=2))
+        loop = WorkerLoop(
+            _RefusesLogsOf(inner, "stale"), _FailsWhenStopped(), registration, settings=settings
+        )
+        await nursery.start(loop.run)
+        await engine.submit(JobSpec(command=["x"], name="stale", timeout_s=1))
+        await trio.sleep(1.5)  # (the mock clock's time) past the timeout: the job is dropped
+        assert loop.running == []
+        # the runner that dropped it is the first to take the next job
+        after = await engine.submit(JobSpec(command=["x"], name="after"))
+        job = await engine.wait(after.id)
+        assert (job.state, job.failure) == (JobState.SUCCEEDED, None)
+        nursery.cancel_scope.cancel()

@@ -276,7 +276,8 @@ class WorkerLoop:
             running: _Running | None = None
             late: Outcome | None = None
             with trio.CancelScope() as scope:
-                while late is None:
+                # (a job dropped while its scope went off leaves the scope spent: leave it)
+                while late is None and not scope.cancel_called:
                     while not self._todo:
                         self._idle_runners.append(me)
                         await trio.lowlevel.wait_task_rescheduled(abort)
@@ -285,10 +286,12 @@ class WorkerLoop:
                     if self._todo:
                         self._wake_runner(nursery)
                     late = await self._run_job(running, scope)
-            # the scope went off for ``running``: its executor was stopped, or it returned
-            # just after the scope went off (``late``)
-            assert running is not None
-            await self._end(running, late)
+                    if late is None:
+                        running = None  # done with, reported or dropped
+            if running is not None:
+                # the scope went off for ``running``: its executor was stopped, or it returned
+                # just after the scope went off (``late``)
+                await self._end(running, late)
 
     async def _run_job(self, running: _Running, scope: trio.CancelScope) -> Outcome | None:
         """Start, execute and report ``running`` in the runner's ``scope``; returns the outcome
