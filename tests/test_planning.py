@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hodei_core import Capacity, Job, JobSpec, Resources, Worker, WorkerView
-from hodei_core._planning import plan
+from hodei_core._planning import plan, ranking_key
 from hodei_core._quota import QuotaManager
 from hodei_core.policies import BinPack, FirstFit, LeastLoaded
 from hodei_core.ports import RankingPolicy, SchedulingPolicy
@@ -108,3 +108,20 @@ def test_a_plan_keeps_every_constraint(fleet: tuple[list[WorkerView], list[Job]]
     for worker_id, used in cpu.items():
         limit = by_id[worker_id].worker.capacity.cpu
         assert limit is None or used <= limit
+
+
+class _LastOfLeastLoaded(LeastLoaded):
+    """Inherits ``sort_key`` but chooses otherwise: its ``choose`` must be the one used."""
+
+    def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
+        return candidates[-1]
+
+
+def test_a_subclass_that_overrides_choose_is_asked_for_every_job() -> None:
+    workers = [Worker(id=f"w{i}", name=f"w{i}", capacity=Capacity(slots=2)) for i in range(3)]
+    views = [WorkerView(worker) for worker in workers]
+    job = Job(id="j", spec=JobSpec(command=["true"]))
+    policy = _LastOfLeastLoaded()
+    assert ranking_key(policy) is None
+    assert ranking_key(LeastLoaded()) is not None
+    assert [a.worker_id for a in _plan(policy, views, [job])[:1]] == ["w2"]  # type: ignore[attr-defined]

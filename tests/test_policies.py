@@ -32,11 +32,14 @@ class Meddler:
         return candidates[0]
 
 
-class Liar(LeastLoaded):
+class Liar:
     """Says it ranks by load, but picks the last candidate."""
 
     def choose(self, job: Job, candidates: Sequence[WorkerView]) -> WorkerView | None:
         return candidates[-1]
+
+    def sort_key(self, view: WorkerView) -> float:
+        return view.load
 
 
 class Slow:

@@ -10,7 +10,7 @@ from ._models import Job, JobSpec, WorkerView
 from ._quota import QuotaManager
 from .ports import Assignment, RankingPolicy, SchedulingPolicy
 
-__all__ = ["plan"]
+__all__ = ["plan", "ranking_key"]
 
 log = logging.getLogger("hodei.scheduler")
 
@@ -71,6 +71,23 @@ class _Candidates:
             heapq.heapreplace(self._heap, entry)  # the top was ``view``
 
 
+def ranking_key(policy: SchedulingPolicy) -> Callable[[WorkerView], float] | None:
+    """``policy.sort_key`` if the policy ranks by it (a ``RankingPolicy``), else None.
+
+    A subclass that overrides ``choose`` below the class that defined ``sort_key`` (say, a
+    ``LeastLoaded`` with a ``choose`` of its own) has not promised that its ``choose`` follows
+    the key it inherited: it is asked for every job, as a policy without a key is.
+    """
+    if not isinstance(policy, RankingPolicy):
+        return None
+    mro = type(policy).__mro__
+    chooser = next((c for c in mro if "choose" in vars(c)), None)
+    ranker = next((c for c in mro if "sort_key" in vars(c)), None)
+    if chooser is None or ranker is None or not issubclass(ranker, chooser):
+        return None
+    return policy.sort_key
+
+
 def plan(
     queued: Sequence[Job],
     views: Sequence[WorkerView],
@@ -89,7 +106,7 @@ def plan(
     """
     by_id = {v.id: v for v in views}
     order = {worker_id: i for i, worker_id in enumerate(by_id)}
-    sort_key = policy.sort_key if isinstance(policy, RankingPolicy) else None
+    sort_key = ranking_key(policy)
     # The candidates of each kind of job, so that a batch of alike jobs filters the workers
     # once rather than once per job. A worker that takes a job changes for every kind: the
     # other kinds' candidates are dropped then, and made again if needed.

@@ -311,6 +311,9 @@ class RankingPolicy(SchedulingPolicy, Protocol):
     never None. The scheduler then keeps the candidates of each kind of job in a heap instead
     of calling ``choose`` for every job: on a large fleet a job costs a heap operation rather
     than a look at every candidate. ``check_scheduling_policy`` checks the contract.
+
+    A subclass that overrides ``choose`` but not ``sort_key`` is not taken at its inherited
+    word: it is asked for every job, as a policy without a key is.
     """
 
     def sort_key(self, view: WorkerView) -> float:

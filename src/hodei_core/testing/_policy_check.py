@@ -7,7 +7,8 @@ import inspect
 import random
 
 from .._models import Capacity, Job, JobSpec, Resources, Worker, WorkerView
-from ..ports import RankingPolicy, SchedulingPolicy
+from .._planning import ranking_key
+from ..ports import SchedulingPolicy
 
 __all__ = ["check_scheduling_policy"]
 
@@ -49,7 +50,7 @@ def check_scheduling_policy(policy: SchedulingPolicy, *, cases: int = 500, seed:
     assert callable(choose), f"{policy!r} has no choose() method"
     assert not inspect.iscoroutinefunction(choose), f"{policy!r}.choose must not be async"
     # a ranking policy promises that choose is the smallest sort_key (the scheduler relies on it)
-    sort_key = policy.sort_key if isinstance(policy, RankingPolicy) else None
+    sort_key = ranking_key(policy)
     rng = random.Random(seed)
     for n in range(cases):
         job, candidates = _random_case(rng, n)
