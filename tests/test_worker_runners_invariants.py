@@ -1,0 +1,133 @@
+"""The worker loop's runners under random traffic: whatever the order of hand-overs, cancels,
+timeouts and slow reports, every job handed over is started at once, started once and reported
+once, with the outcome that its own story calls for, and nothing is left behind after a
+drain."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hodei_core import Job, JobSpec, LogChunk, Outcome, Worker, WorkerRegistration
+from hodei_core.ports import Instructions, LogSink
+from hodei_core.worker import WorkerLoop, WorkerSettings
+
+JOBS = 60
+
+
+class _Server:
+    """A control plane that hands out jobs in random batches, asks at random to stop some of
+    what runs, and answers reports slowly now and then; it records every report."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.handed = 0
+        self.timeouts: dict[str, float | None] = {}
+        self.cancelled: set[str] = set()
+        self.handed_at: dict[str, float] = {}
+        self.waited: dict[str, float] = {}  # from the hand-over to the start report
+        self.started: set[str] = set()
+        self.finished: dict[str, Outcome] = {}
+
+    async def _maybe_slow(self) -> None:
+        if self.rng.random() < 0.3:
+            await trio.sleep(self.rng.choice([0.0, 0.05]))
+
+    async def register(self, registration: WorkerRegistration) -> Worker:
+        return Worker(id="w", name=registration.name)
+
+    async def heartbeat(self, worker_id: str, running: Sequence[tuple[str, int]]) -> Instructions:
+        return Instructions()
+
+    async def leave(self, worker_id: str) -> None:
+        pass
+
+    async def append_logs(
+        self, worker_id: str, job_id: str, attempt: int, chunks: Sequence[LogChunk]
+    ) -> None:
+        await self._maybe_slow()
+
+    async def poll(
+        self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float
+    ) -> Instructions:
+        await trio.sleep(self.rng.choice([0.0, 0.0, 0.01, 0.5]))
+        if self.handed >= JOBS:
+            await trio.sleep(3)  # long enough for every job to have ended
+            return Instructions(drain=True)
+        jobs = []
+        for _ in range(self.rng.randint(1, 4)):
+            if self.handed < JOBS:
+                timeout_s = self.rng.choice([None, None, 0.2, 1.0])
+                job = Job(id=f"j{self.handed}", spec=JobSpec(command=["x"], timeout_s=timeout_s))
+                self.timeouts[job.id] = timeout_s
+                self.handed_at[job.id] = trio.current_time()
+                self.handed += 1
+                jobs.append(job)
+        stop = frozenset(key for key in running if self.rng.random() < 0.1)
+        self.cancelled |= {job_id for job_id, _ in stop}
+        return Instructions(jobs=tuple(jobs), cancel=stop)
+
+    async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
+        assert job_id not in self.started, f"{job_id} started twice"
+        self.waited[job_id] = trio.current_time() - self.handed_at[job_id]
+        await self._maybe_slow()
+        self.started.add(job_id)
+
+    async def finish(
+        self,
+        worker_id: str,
+        job_id: str,
+        attempt: int,
+        outcome: Outcome,
+        chunks: Sequence[LogChunk] = (),
+    ) -> None:
+        assert job_id in self.started, f"{job_id} finished before it started"
+        assert job_id not in self.finished, f"{job_id} finished twice"
+        await self._maybe_slow()
+        self.finished[job_id] = outcome
+
+
+class _Executor:
+    """Ends at once, or after a while; told to stop, it sometimes returns a code anyway."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    async def run(self, job: Job, logs: LogSink) -> int:
+        if self.rng.random() < 0.3:
+            return 0
+        try:
+            await trio.sleep(self.rng.choice([0.0, 0.1, 0.3, 2.0]))
+        except trio.Cancelled:
+            if self.rng.random() < 0.2:
+                return 5
+            raise
+        return 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(rng=st.randoms(use_true_random=False))
+def test_every_job_is_started_and_reported_once_with_its_own_outcome(rng: random.Random) -> None:
+    server = _Server(rng)
+
+    async def main() -> None:
+        settings = WorkerSettings(poll_timeout_s=5.0)
+        loop = WorkerLoop(server, _Executor(rng), WorkerRegistration(name="w"), settings=settings)
+        with trio.fail_after(600):
+            await loop.run()
+        assert loop.running == []
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert set(server.finished) == set(server.timeouts) == server.started
+    # jobs run side by side: none waits for another to end before it starts
+    assert max(server.waited.values()) < 0.01
+    for job_id, outcome in server.finished.items():
+        if outcome.timed_out:
+            assert server.timeouts[job_id] is not None, f"{job_id} timed out with no timeout"
+        if outcome.cancelled:
+            assert job_id in server.cancelled, f"{job_id} cancelled without being asked"
