@@ -3,8 +3,8 @@ timed out must not spill over into the next one."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import attrs
 import trio
@@ -136,18 +136,29 @@ class _Chatty:
         return 0
 
 
-async def test_a_job_whose_output_is_refused_mid_run_is_dropped_and_the_worker_goes_on(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@asynccontextmanager
+async def _worker_refusing_logs_of(
+    job_name: str, executor: Executor
+) -> AsyncIterator[tuple[Hodei, WorkerLoop, _RefusesLogsOf]]:
+    """An engine with one worker (two slots, a 10-byte log batch) whose control plane refuses
+    the output of the jobs named ``job_name``."""
     engine = Hodei(store=MemoryStore(), bus=MemoryEventBus(), clock=trio.current_time)
     async with trio.open_nursery() as nursery, engine.control_plane() as inner:
         await nursery.start(engine.run)
-        control = _RefusesLogsOf(inner, "stale")
+        control = _RefusesLogsOf(inner, job_name)
         settings = attrs.evolve(FAST, log_batch_bytes=10)
-        # two slots: the engine still counts the dropped job (a server would have moved it)
+        # two slots: the engine still counts a dropped job (a server would have moved it)
         registration = WorkerRegistration(name="w", capacity=Capacity(slots=2))
-        loop = WorkerLoop(control, _Chatty(), registration, settings=settings)
+        loop = WorkerLoop(control, executor, registration, settings=settings)
         await nursery.start(loop.run)
+        yield engine, loop, control
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_job_whose_output_is_refused_mid_run_is_dropped_and_the_worker_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with _worker_refusing_logs_of("stale", _Chatty()) as (engine, loop, control):
         stale = await engine.submit(JobSpec(command=["x"], name="stale"))
         await trio.sleep(1)
         assert control.refused >= 1
@@ -157,7 +168,6 @@ async def test_a_job_whose_output_is_refused_mid_run_is_dropped_and_the_worker_g
         fine = await engine.wait((await engine.submit(JobSpec(command=["x"]))).id)
         assert fine.state is JobState.SUCCEEDED
         assert await engine.log_text(fine.id) == "x" * 100
-        nursery.cancel_scope.cancel()
 
 
 class _FailsWhenStopped:
@@ -177,15 +187,7 @@ async def test_a_job_dropped_after_its_scope_went_off_leaves_no_spent_scope_behi
 ) -> None:
     # the timeout goes off, the executor raises, its error line is refused: the job is dropped
     # in a scope that went off, and the next job must run in a fresh one
-    engine = Hodei(store=MemoryStore(), bus=MemoryEventBus(), clock=trio.current_time)
-    async with trio.open_nursery() as nursery, engine.control_plane() as inner:
-        await nursery.start(engine.run)
-        settings = attrs.evolve(FAST, log_batch_bytes=10)
-        registration = WorkerRegistration(name="w", capacity=Capacity(slots=2))
-        loop = WorkerLoop(
-            _RefusesLogsOf(inner, "stale"), _FailsWhenStopped(), registration, settings=settings
-        )
-        await nursery.start(loop.run)
+    async with _worker_refusing_logs_of("stale", _FailsWhenStopped()) as (engine, loop, _):
         await engine.submit(JobSpec(command=["x"], name="stale", timeout_s=1))
         await trio.sleep(1.5)  # (the mock clock's time) past the timeout: the job is dropped
         assert loop.running == []
@@ -193,4 +195,3 @@ async def test_a_job_dropped_after_its_scope_went_off_leaves_no_spent_scope_behi
         after = await engine.submit(JobSpec(command=["x"], name="after"))
         job = await engine.wait(after.id)
         assert (job.state, job.failure) == (JobState.SUCCEEDED, None)
-        nursery.cancel_scope.cancel()
