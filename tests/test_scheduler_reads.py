@@ -3,6 +3,9 @@ dispatch latency on a SQL store, where each costs a round trip to its thread."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
@@ -31,14 +34,22 @@ async def _settled(hodei: Hodei, job_id: str) -> JobState:
     return (await hodei.get(job_id)).state
 
 
+@asynccontextmanager
+async def _running(store: _CountingStore, slots: int = 1) -> AsyncIterator[Hodei]:
+    """An engine on ``store``, its loops running, with one worker of ``slots`` registered."""
+    hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hodei.run)
+        await hodei.workers.register(WorkerRegistration(name="w", capacity=Capacity(slots=slots)))
+        yield hodei
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_pass_after_a_submit_does_not_ask_whether_the_queue_is_empty(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     store = _CountingStore()
-    hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hodei.run)
-        await hodei.workers.register(WorkerRegistration(name="w"))
+    async with _running(store) as hodei:
         await trio.sleep(5)  # passes at rest ask, and find the queue empty
         assert store.queue_reads and set(store.queue_reads) == {1}
         store.queue_reads.clear()
@@ -49,17 +60,13 @@ async def test_a_pass_after_a_submit_does_not_ask_whether_the_queue_is_empty(
         store.queue_reads.clear()
         await trio.sleep(1.5)  # the next pass at rest asks again: nothing was queued since
         assert store.queue_reads == [1]
-        nursery.cancel_scope.cancel()
 
 
 async def test_on_a_full_fleet_a_pass_does_not_read_the_queue(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     store = _CountingStore()
-    hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hodei.run)
-        await hodei.workers.register(WorkerRegistration(name="w", capacity=Capacity(slots=1)))
+    async with _running(store, slots=1) as hodei:
         first = await hodei.submit(TRUE)
         assert await _settled(hodei, first.id) is JobState.ASSIGNED
         # the pass that finds the fleet full had read the queue alongside the workers...
@@ -70,7 +77,6 @@ async def test_on_a_full_fleet_a_pass_does_not_read_the_queue(
         third = await hodei.submit(TRUE)
         assert await _settled(hodei, third.id) is JobState.QUEUED
         assert store.queue_reads == []
-        nursery.cancel_scope.cancel()
 
 
 class _BrokenWorkers(MemoryStore):
