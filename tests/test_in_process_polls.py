@@ -1,4 +1,5 @@
-"""The in-process long-poll reads the store only when its inbox says something changed."""
+"""The in-process long-poll reads the store only when its inbox says something changed, and not
+even then when all that changed is assignments made by this process's scheduler."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import trio
 import trio.testing
 
 from hodei_backends import MemoryEventBus, MemoryStore
-from hodei_core import Hodei, Job, JobSpec, Worker, WorkerRegistration
+from hodei_core import Capacity, Hodei, Job, JobSpec, Worker, WorkerRegistration
+from hodei_core._handoff import Handoff
 from hodei_core.ports import Instructions
 from hodei_core.worker import InProcessControlPlane
 
@@ -43,7 +45,7 @@ async def polled() -> AsyncIterator[_Polled]:
     store = _CountingStore()
     hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time)
     async with hodei.control_plane() as control:
-        worker = await control.register(WorkerRegistration(name="w"))
+        worker = await control.register(WorkerRegistration(name="w", capacity=Capacity(slots=4)))
         yield _Polled(store, hodei, control, worker)
 
 
@@ -85,3 +87,81 @@ async def test_a_long_wait_reads_the_store_now_and_then_in_case_an_event_was_los
     await control.poll(worker_id, [], timeout_s=10.5)
     # one read a second (the recheck), none in between
     assert 9 <= polled.store.active_reads - reads <= 11
+
+
+async def _waiting_poll(control: InProcessControlPlane, worker_id: str) -> list[Instructions]:
+    """A first poll (it reads the store), then a list that a second one will fill."""
+    assert await control.poll(worker_id, [], timeout_s=0) == Instructions()
+    return []
+
+
+async def test_a_poll_woken_by_assignments_takes_the_jobs_as_the_scheduler_left_them(
+    autojump_clock: trio.testing.MockClock, polled: _Polled
+) -> None:
+    store, hodei, control, worker = polled.store, polled.hodei, polled.control, polled.worker
+    told = await _waiting_poll(control, worker.id)
+    reads = store.active_reads
+
+    async def poll() -> None:
+        told.append(await control.poll(worker.id, [], timeout_s=30))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        jobs = [await hodei.submit(TRUE) for _ in range(3)]
+        assert await hodei.scheduler.schedule_once(job_queued=True) == 3
+    assert store.active_reads == reads  # no read: the jobs came with the assignments
+    assert list(told[0].jobs) == await store.active_jobs(worker.id)
+    assert sorted(j.id for j in told[0].jobs) == sorted(j.id for j in jobs)
+    assert not told[0].cancel and not told[0].drain
+    assert len(hodei._ctx.handoff) == 0  # taken, not kept
+
+
+async def test_an_assignment_by_another_engine_is_read_from_the_store(
+    autojump_clock: trio.testing.MockClock, polled: _Polled
+) -> None:
+    """Two engines on one store and bus: the other one's scheduler keeps its own handoff."""
+    store, control, worker = polled.store, polled.control, polled.worker
+    other = Hodei(store=store, bus=polled.hodei.bus, clock=trio.current_time)
+    told = await _waiting_poll(control, worker.id)
+    reads = store.active_reads
+
+    async def poll() -> None:
+        told.append(await control.poll(worker.id, [], timeout_s=30))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        job = await other.submit(TRUE)
+        await other.scheduler.schedule_once(job_queued=True)
+    assert store.active_reads == reads + 1
+    assert [j.id for j in told[0].jobs] == [job.id]
+
+
+async def test_an_assignment_with_other_news_is_read_from_the_store(
+    autojump_clock: trio.testing.MockClock, polled: _Polled
+) -> None:
+    """A job assigned and then cancelled before the poll looks: the store has the last word,
+    and the job taken from the handoff is not handed out stale."""
+    store, hodei, control, worker = polled.store, polled.hodei, polled.control, polled.worker
+    await _waiting_poll(control, worker.id)
+    reads = store.active_reads
+    job = await hodei.submit(TRUE)
+    await hodei.scheduler.schedule_once(job_queued=True)
+    await hodei.cancel(job.id)
+    assert await control.poll(worker.id, [], timeout_s=0) == Instructions()
+    assert store.active_reads == reads + 1
+    assert len(hodei._ctx.handoff) == 0
+
+
+def test_the_handoff_keeps_only_the_latest_jobs() -> None:
+    handoff = Handoff(limit=2)
+    jobs = [Job(id=f"j{i}", spec=TRUE) for i in range(3)]
+    for job in jobs:
+        handoff.put(job)
+    assert len(handoff) == 2
+    assert handoff.take("j0", 1) is None  # pushed out by newer ones
+    assert handoff.take("j2", 1) is jobs[2]
+    assert handoff.take("j2", 1) is None  # taken once
+    assert handoff.take("j1", 2) is None  # another attempt
+    assert handoff.take("j1", 1) is jobs[1]

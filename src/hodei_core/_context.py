@@ -13,6 +13,7 @@ import attrs
 
 from . import _lifecycle as lifecycle
 from ._fast import constructor
+from ._handoff import Handoff
 from ._models import Job, JobState
 from .errors import Problem, ValidationError
 from .events import JobCancelRequested, JobFinished
@@ -94,6 +95,8 @@ class Context:
     job_queued: Callable[[], None] = lambda: None
     #: told of every job of a pipeline run that reached a terminal state
     run_job_ended: Callable[[Job], Awaitable[None]] = _nothing
+    #: the jobs the scheduler just assigned, for the polls of their workers
+    handoff: Handoff = attrs.Factory(Handoff)
 
 
 async def job_ended(ctx: Context, job: Job) -> None:

@@ -8,7 +8,7 @@ from types import TracebackType
 
 import trio
 
-from ._models import LogChunk, Outcome, Worker, WorkerRegistration
+from ._models import LogChunk, Outcome, Worker, WorkerRegistration, WorkerState
 from ._orchestrator import Orchestrator
 from ._workers import WorkerManagement
 from .events import Event, JobAssigned
@@ -16,8 +16,31 @@ from .ports import EventBus, Instructions
 
 __all__ = ["InProcessControlPlane"]
 
+_DRAINING = WorkerState.DRAINING
+
 # The bus may drop events: a waiting poll looks at the store this often regardless.
 _RECHECK_S = 1.0
+
+
+class _News:
+    """What a poll's inbox brought since the worker's instructions were last read."""
+
+    __slots__ = ("assigned", "other")
+
+    def __init__(self) -> None:
+        #: the ``(job_id, attempt)`` of each ``JobAssigned``
+        self.assigned: list[tuple[str, int]] = []
+        #: whether anything else came
+        self.other = False
+
+    def add(self, event: Event) -> None:
+        if type(event) is JobAssigned:
+            self.assigned.append((event.job_id, event.attempt))
+        else:
+            self.other = True
+
+    def __bool__(self) -> bool:
+        return self.other or bool(self.assigned)
 
 
 class InProcessControlPlane:
@@ -88,25 +111,34 @@ class InProcessControlPlane:
         # to it after it is stored), and the poll can go straight to waiting. A worker that
         # polls again right after taking its jobs then costs no store read.
         fresh = self._fresh.pop(worker_id, False)
-        news = waited = False
+        news = _News()
+        waited = False
         while True:
             # What arrived while the worker was busy only says "look again", as the store read
             # below does. Only an assignment leaves the worker's own record as it was: the
             # record is read again after any other event (a drain, say).
             try:
                 while True:
-                    event = inbox.receive_nowait()
-                    news = True
-                    if type(event) is not JobAssigned:
-                        self._known.pop(worker_id, None)
+                    news.add(inbox.receive_nowait())
             except trio.WouldBlock:
                 pass
+            if news.other:
+                self._known.pop(worker_id, None)
             if news or not fresh:
-                news, fresh = False, True
                 worker = self._known.get(worker_id)
-                if worker is None:
-                    worker = self._known[worker_id] = await self._workers.get(worker_id)
-                instructions = await self._workers.instructions(worker, running)
+                handed = self._workers.take_handed(news.assigned) if news.assigned else None
+                if fresh and not news.other and worker is not None and handed is not None:
+                    # Only assignments, and the jobs at hand as the scheduler left them: what a
+                    # store read would say, since nothing else concerning the worker changed.
+                    held = set(running)
+                    new = [job for job in handed if (job.id, job.attempt) not in held]
+                    instructions = Instructions(jobs=tuple(new), drain=worker.state is _DRAINING)
+                else:
+                    if worker is None:
+                        worker = self._known[worker_id] = await self._workers.get(worker_id)
+                    instructions = await self._workers.instructions(worker, running)
+                news = _News()
+                fresh = True
                 if instructions.jobs or instructions.cancel or instructions.drain:
                     self._fresh[worker_id] = True
                     if not waited:  # a worker polling in a loop must let others run
@@ -122,9 +154,7 @@ class InProcessControlPlane:
                 return Instructions()
             waited = True
             with trio.move_on_at(min(deadline, now + _RECHECK_S)) as wait:
-                if type(await inbox.receive()) is not JobAssigned:
-                    self._known.pop(worker_id, None)
-                news = True
+                news.add(await inbox.receive())
             if wait.cancelled_caught:
                 # events may be lost: now and then, the store is read whatever the inbox says
                 fresh = False

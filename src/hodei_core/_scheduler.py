@@ -145,8 +145,10 @@ class Scheduler:
         if not assignments:
             return 0
         assigned = await store.assign_jobs(assignments, self._ctx.clock())
+        handoff = self._ctx.handoff
         for job in assigned:
             assert job.worker_id is not None
+            handoff.put(job)
             await self._ctx.bus.publish(
                 _job_assigned(job.id, job.tenant, job.attempt, job.worker_id)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import cast
 
 import attrs
 import trio
@@ -130,6 +131,14 @@ class WorkerManagement:
             cancel=frozenset(cancel),
             drain=worker.state is _DRAINING,
         )
+
+    def take_handed(self, assigned: Collection[tuple[str, int]]) -> list[Job] | None:
+        """The jobs of the ``(job_id, attempt)`` pairs ``assigned``, as this process's scheduler
+        assigned them, taken from the handoff (``_handoff``); None if one is not there (another
+        process assigned it, say): then the store has them."""
+        take = self._ctx.handoff.take
+        jobs = [take(job_id, attempt) for job_id, attempt in assigned]
+        return None if any(job is None for job in jobs) else cast("list[Job]", jobs)
 
     async def drain(self, worker_id: str) -> Worker:
         """Stop giving the worker new jobs; it finishes what it runs, then goes offline.
