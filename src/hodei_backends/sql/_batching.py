@@ -33,18 +33,32 @@ MAX_BATCH = 256
 
 
 class Operation(Generic[T]):
-    """One call waiting for a batch: ``fn(connection)``, whether it writes, and its outcome."""
+    """One call waiting for a batch: ``fn(connection)``, whether it writes, and its outcome.
 
-    __slots__ = ("fn", "result", "retry_unique", "taken", "task", "what", "write")
+    Operations with the same ``group`` may be run together in a batch, by one call of
+    ``group(connection, operations)``, which sets each one's ``result`` from its ``args``
+    (see ``Database.write``); ``fn`` is how it runs alone.
+    """
+
+    __slots__ = ("args", "fn", "group", "result", "retry_unique", "taken", "task", "what", "write")
 
     def __init__(
-        self, what: str, fn: Callable[[Any], T], *, write: bool, retry_unique: bool = False
+        self,
+        what: str,
+        fn: Callable[[Any], T],
+        *,
+        write: bool,
+        retry_unique: bool = False,
+        group: Callable[[Any, list[Operation[Any]]], None] | None = None,
+        args: Any = None,
     ) -> None:
         self.what = what
         self.fn = fn
         self.write = write
         #: whether, run alone, a unique violation makes it run again (see ``Database.write``)
         self.retry_unique = retry_unique
+        self.group = group
+        self.args = args
         self.result: outcome.Outcome[T] | None = None
         self.taken = False
         self.task: trio.lowlevel.Task | None = None

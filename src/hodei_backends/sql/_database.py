@@ -15,6 +15,7 @@ own, again after a deadlock on PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,13 +39,30 @@ from ._engine import (
 )
 from ._statements import Statements
 
-__all__ = ["Database"]
+__all__ = ["Database", "Group"]
 
 log = logging.getLogger("hodei.sql")
 
 T = TypeVar("T")
 
 _ATTEMPTS = 3  # runs of a PostgreSQL transaction that keeps meeting a deadlock
+
+
+#: Runs many operations' ``args`` in one transaction, setting each one's result (``grouped``).
+Group = Callable[[Tx, list[Operation[Any]]], None]
+
+
+def _one_of_group(group: Group, what: str, args: object, tx: Tx) -> Any:
+    """An operation of ``group`` run alone: a group of one."""
+    op: Operation[Any] = Operation(what, _never, write=False, args=args)
+    group(tx, [op])
+    if op.result is None:
+        raise StorageError(f"{what}: its group left it without an outcome")
+    return op.result.unwrap()
+
+
+def _never(tx: Tx) -> Any:  # pragma: no cover - the function of an operation made to be grouped
+    raise AssertionError("not called")
 
 
 class _Undo(Exception):
@@ -102,6 +120,21 @@ class Database:
         """``fn(tx)`` in a write transaction, in a thread. ``fn`` may run more than once (a
         deadlock, or with ``retry_unique`` a unique violation, makes it run again)."""
         return await self._run(what, fn, write=True, retry_unique=retry_unique)
+
+    async def grouped(self, what: str, group: Group, args: object, *, write: bool) -> Any:
+        """What ``group`` makes of ``args`` (its result for them, or its error), run in a
+        transaction as ``read`` or ``write`` would.
+
+        ``group(tx, operations)`` must set the ``result`` of each operation, from its
+        ``args``. The operations of a batch that share a ``group`` (the same object) go to one
+        call, in the order they came; alone, an operation is a group of one. The function must
+        set every error before it writes anything, and may be called more than once.
+        """
+        if self.closed:
+            raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
+        batcher = self._writers if write else self._readers
+        fn = functools.partial(_one_of_group, group, what, args)
+        return await batcher.submit(Operation(what, fn, write=write, group=group, args=args))
 
     async def _run(self, what: str, fn: Callable[[Tx], T], *, write: bool, retry_unique: bool) -> T:
         if self.closed:
@@ -181,8 +214,18 @@ class Database:
         try:
             write = any(op.write for op in batch)
             with self._transaction(write) as tx:
+                # The operations of a batch were all waiting at once: none of their callers has
+                # seen another's outcome, so any order is one they could have happened in.
+                # Each group runs, all of it, where its first operation came.
+                groups: dict[Group, list[Operation[Any]]] = {}
                 for op in batch:
-                    op.result = self._run_in_batch(op, tx)
+                    if op.group is not None:
+                        groups.setdefault(op.group, []).append(op)
+                for op in batch:
+                    if op.group is None:
+                        op.result = self._run_in_batch(op, tx)
+                    elif (ops := groups.pop(op.group, None)) is not None:
+                        self._run_group(op.group, ops, tx)
                 if self._sqlite and write and not tx.cursor.connection.in_transaction:
                     # something ended the transaction early: what ran before is not in it
                     raise _Undo("the batch's transaction ended before its commit")
@@ -212,6 +255,19 @@ class Database:
             if tx.wrote:
                 raise _Undo(op.what) from error
             return outcome.Error(error)
+
+    @staticmethod
+    def _run_group(group: Group, ops: list[Operation[Any]], tx: Tx) -> None:
+        try:
+            group(tx, ops)
+        except DRIVER_ERRORS:
+            raise
+        except Exception as error:
+            # a group sets each operation's own error itself: this one is the group's, so each
+            # operation runs again alone, to get an outcome of its own
+            raise _Undo(ops[0].what) from error
+        if any(op.result is None for op in ops):
+            raise _Undo(f"{ops[0].what}: an operation of the group was left without an outcome")
 
     def dispose(self) -> None:
         """Close every connection of the pool, in this thread."""

@@ -12,6 +12,7 @@ PostgreSQL array, a JSON array for SQLite's ``json_each``. So every statement ha
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hodei_core.ports import JobQuery
 
-from ._compiled import Sql
+from ._compiled import Bulk, Sql
 from ._rows import CHUNK_COLUMNS, JOB_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, WORKER_COLUMNS
 from ._schema import ACTIVE_STATES, QUEUED, jobs, log_chunks, pipelines, runs, workers
 
@@ -33,6 +34,7 @@ _b = sa.bindparam
 _MIGRATION_LOCK_ID = 0x686F646569  # "hodei"
 _TENANT_LOCKS = 0x686F6465  # "hode"
 _MAX_VARIANTS = 256  # memoised statements per kind, before starting over
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)  # UPDATE … FROM, in SQLite
 
 
 def _one_of(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -68,6 +70,15 @@ class Statements:
     def _sql(self, statement: sa.ClauseElement) -> Sql:
         return Sql(statement, self.dialect)
 
+    def _bulk_insert(self, sql: Sql) -> Sql:
+        """``sql``, an ``INSERT … VALUES (…)`` of one row, able to take many on SQLite."""
+        if not self.postgresql:
+            assert sql.names is not None and not sql.defaults, sql
+            head, tail = sql.text.split(" VALUES ", 1)
+            row, rest = tail[: tail.index(")") + 1], tail[tail.index(")") + 1 :]
+            sql.bulk = Bulk(lambda n: f"{head} VALUES {', '.join([row] * n)}{rest}", sql.names)
+        return sql
+
     def _pg_only(self, text: str) -> Sql | None:
         return self._sql(sa.text(text)) if self.postgresql else None
 
@@ -85,10 +96,16 @@ class Statements:
 
     def _jobs(self) -> None:
         select_jobs = sa.select(*JOB_COLUMNS)
-        self.insert_job = self._sql(_insert(jobs, [c.name for c in jobs.c if c.name != "seq"]))
+        self.insert_job = self._bulk_insert(
+            self._sql(_insert(jobs, [c.name for c in jobs.c if c.name != "seq"]))
+        )
         job = select_jobs.where(jobs.c.id == _b("id"))
         self.job = self._sql(job)
         self.job_for_update = self._sql(job.with_for_update())
+        # several jobs to change in one transaction, locked in id order
+        self.jobs_for_update = self._sql(
+            select_jobs.where(self._in_ids(jobs.c.id)).order_by(jobs.c.id).with_for_update()
+        )
         self.queued_jobs = self._sql(
             select_jobs.where(jobs.c.state == QUEUED)
             .order_by(jobs.c.priority.desc(), jobs.c.seq)
@@ -223,11 +240,13 @@ class Statements:
     def _logs(self) -> None:
         insert: Callable[[sa.Table], Any] = postgresql.insert if self.postgresql else sqlite.insert
         # a resent chunk (same job, attempt and seq) is ignored, in the same statement
-        self.insert_chunks = self._sql(
-            insert(log_chunks)
-            .values({c.name: _b(c.name) for c in log_chunks.c})
-            .on_conflict_do_nothing(
-                index_elements=[log_chunks.c.job_id, log_chunks.c.attempt, log_chunks.c.seq]
+        self.insert_chunks = self._bulk_insert(
+            self._sql(
+                insert(log_chunks)
+                .values({c.name: _b(c.name) for c in log_chunks.c})
+                .on_conflict_do_nothing(
+                    index_elements=[log_chunks.c.job_id, log_chunks.c.attempt, log_chunks.c.seq]
+                )
             )
         )
         chunks = (
@@ -248,11 +267,19 @@ class Statements:
         if sql is None:
             if len(self._updates) >= _MAX_VARIANTS:
                 self._updates.clear()
+            names = sorted(columns)
             sql = self._updates[columns] = self._sql(
                 sa.update(jobs)
                 .where(jobs.c.id == _b("_id"))
-                .values({name: _b(name) for name in sorted(columns)})
+                .values({name: _b(name) for name in names})
             )
+            if not self.postgresql and _UPDATE_FROM:
+                # UPDATE … FROM a list of rows (SQLite 3.33 and later); no job twice in one
+                sets = ", ".join(f"{name} = v.{name}" for name in names)
+                row = f"({', '.join('?' * (len(names) + 1))})"
+                head = f"WITH v({', '.join(names)}, _id) AS (VALUES "
+                tail = f") UPDATE jobs SET {sets} FROM v WHERE jobs.id = v._id"
+                sql.bulk = Bulk(lambda n: head + ", ".join([row] * n) + tail, [*names, "_id"])
         return sql
 
     def list_jobs(self, query: JobQuery) -> Sql:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import outcome
 
 from hodei_core import Job, JobState, LogChunk, TenantUsage, WorkerState
 from hodei_core import _lifecycle as lifecycle
 from hodei_core.errors import JobNotFound
 from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
 
+from ._batching import Operation
 from ._compiled import Tx
 from ._database import Database
 from ._rows import (
@@ -23,19 +27,60 @@ from ._rows import (
 from ._schema import ACTIVE_STATES, QUEUED
 from ._statements import Statements
 
-__all__ = ["JobsMixin", "insert_jobs", "lock_job", "write_jobs"]
+__all__ = ["JobsMixin", "insert_jobs", "write_jobs"]
 
 
-def lock_job(tx: Tx, s: Statements, job_id: str) -> Job:
-    """The job, locked until the transaction ends.
+def _change_jobs(tx: Tx, ops: list[Operation[Any]]) -> None:
+    """The ``update_job`` calls of a batch (``Database.grouped``): their jobs read in one
+    statement, changed in order, the changes written together, their chunks in one insert."""
+    s: Statements = ops[0].args[0]
+    ids = list({op.args[1]: None for op in ops})
+    current = {
+        job.id: job
+        for job in map(job_from_row, tx.rows(s.jobs_for_update, {"ids": s.id_list(ids)}))
+    }
+    first: dict[str, Job] = {}  # each changed job as it was read
+    chunk_rows: list[Mapping[str, Any]] = []
+    for op in ops:
+        _, job_id, change, chunks, keep_nul = op.args
+        before = current.get(job_id)
+        if before is None:
+            op.result = outcome.Error(JobNotFound(job_id))
+            continue
+        try:
+            after = change(before)
+        except Exception as error:  # the caller's to get: a change refusing the job, say
+            op.result = outcome.Error(error)
+            continue
+        first.setdefault(job_id, before)
+        current[job_id] = after
+        op.result = outcome.Value((before, after))
+        chunk_rows += [chunk_row(job_id, before.attempt, c, keep_nul=keep_nul) for c in chunks]
+    # a job changed twice is written once, from the first version to the last
+    write_jobs(tx, s, [(before, current[job_id]) for job_id, before in first.items()])
+    if chunk_rows:
+        tx.run_many(s.insert_chunks, chunk_rows)
 
-    Raises:
-        JobNotFound: there is no such job.
-    """
-    row = tx.first(s.job_for_update, {"id": job_id})
-    if row is None:
-        raise JobNotFound(job_id)
-    return job_from_row(row)
+
+def _add_jobs(tx: Tx, ops: list[Operation[Any]]) -> None:
+    """The ``add_job`` calls of a batch (``Database.grouped``), inserted in one statement; one
+    with an admission check sees the jobs added before it."""
+    s: Statements = ops[0].args[0]
+    rows: list[dict[str, Any]] = []
+    for op in ops:
+        _, job, admit = op.args
+        if admit is not None:
+            # the usage counts the jobs before it in the group: they go in first
+            tx.run_many(s.insert_job, rows)
+            rows = []
+            try:
+                admit(_usage(tx, s, job))
+            except Exception as error:  # refused: over quota
+                op.result = outcome.Error(error)
+                continue
+        rows.append(job_row(job))
+        op.result = outcome.Value(None)
+    tx.run_many(s.insert_job, rows)
 
 
 def write_jobs(tx: Tx, s: Statements, changes: Iterable[tuple[Job, Job]]) -> None:
@@ -112,15 +157,8 @@ class JobsMixin:
 
     async def add_job(self, job: Job, admit: Callable[[TenantUsage], None] | None = None) -> None:
         """See ``hodei_core.ports.Store.add_job``."""
-        s = self._db.statements
-        row = job_row(job)
-
-        def add(tx: Tx) -> None:
-            if admit is not None:
-                admit(_usage(tx, s, job))
-            tx.run(s.insert_job, row)
-
-        await self._db.write("add_job", add)
+        args = (self._db.statements, job, admit)
+        await self._db.grouped("add_job", _add_jobs, args, write=True)
 
     async def get_job(self, job_id: str) -> Job:
         """See ``hodei_core.ports.Store.get_job``."""
@@ -156,19 +194,12 @@ class JobsMixin:
         self, job_id: str, change: Callable[[Job], Job], chunks: Sequence[LogChunk] = ()
     ) -> tuple[Job, Job]:
         """See ``hodei_core.ports.Store.update_job``."""
-        s = self._db.statements
         keep_nul = self._db.dialect != "postgresql"
-
-        def update(tx: Tx) -> tuple[Job, Job]:
-            before = lock_job(tx, s, job_id)
-            after = change(before)
-            write_jobs(tx, s, [(before, after)])
-            if chunks:
-                rows = [chunk_row(job_id, before.attempt, c, keep_nul=keep_nul) for c in chunks]
-                tx.run_many(s.insert_chunks, rows)
-            return before, after
-
-        return await self._db.write("update_job", update)
+        args = (self._db.statements, job_id, change, chunks, keep_nul)
+        changed: tuple[Job, Job] = await self._db.grouped(
+            "update_job", _change_jobs, args, write=True
+        )
+        return changed
 
     async def queued_jobs(self, limit: int) -> list[Job]:
         """See ``hodei_core.ports.Store.queued_jobs``."""
