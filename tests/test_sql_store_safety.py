@@ -169,6 +169,37 @@ async def test_driver_errors_become_storage_errors_postgres(postgres: PostgresSe
         assert PASSWORD not in text
 
 
+async def test_a_connection_killed_between_calls_costs_at_most_one_call(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store keeps its connections between transactions. One the server dropped fails the
+    call that uses it, and is then given up; after a pause, a connection comes from the pool
+    again, which checks it first, and no call fails."""
+    url = await trio.to_thread.run_sync(postgres.own_database)
+    database = url.rsplit("/", 1)[1]
+    kill = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    )
+    async with open_sql_store(url) as store:
+        await store.add_job(Job(id="j1", spec=JobSpec(script="true")))
+        await trio.to_thread.run_sync(postgres.admin, kill)
+        failed = 0
+        for i in range(3):
+            try:
+                await store.add_job(Job(id=f"j{2 + i}", spec=JobSpec(script="true")))
+            except StorageError:
+                failed += 1
+        assert failed <= 1
+        assert len(await store.list_jobs(JobQuery())) == 4 - failed
+
+        # held connections unused "long enough" (here: at once) go back through the pool
+        monkeypatch.setattr("hodei_backends.sql._database._HOLD_S", 0.0)
+        await trio.to_thread.run_sync(postgres.admin, kill)
+        await store.add_job(Job(id="j9", spec=JobSpec(script="true")))
+        assert (await store.get_job("j9")).id == "j9"
+
+
 async def test_an_unreachable_database_is_a_storage_error_without_the_password() -> None:
     """Opening a store on a server that is not there fails with ``StorageError``, and neither
     it nor its cause shows the password."""

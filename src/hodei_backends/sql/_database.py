@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import outcome
 import trio
+from sqlalchemy.pool import PoolProxiedConnection
 
 from hodei_core.errors import StorageError
 
@@ -46,6 +48,10 @@ log = logging.getLogger("hodei.sql")
 T = TypeVar("T")
 
 _ATTEMPTS = 3  # runs of a PostgreSQL transaction that keeps meeting a deadlock
+# A connection unused this long goes back to the pool before its next transaction, which on
+# PostgreSQL then checks it is alive (a server restart meanwhile): under load the same one
+# serves transaction after transaction, unchecked.
+_HOLD_S = 1.0
 
 
 #: Runs many operations' ``args`` in one transaction, setting each one's result (``grouped``).
@@ -63,6 +69,19 @@ def _one_of_group(group: Group, what: str, args: object, tx: Tx) -> Any:
 
 def _never(tx: Tx) -> Any:  # pragma: no cover - the function of an operation made to be grouped
     raise AssertionError("not called")
+
+
+class _Held:
+    """A connection drawn from the pool, its cursor, and since when it is unused."""
+
+    __slots__ = ("autocommit", "connection", "cursor", "since")
+
+    def __init__(self, connection: PoolProxiedConnection, cursor: Any, autocommit: bool) -> None:
+        self.connection = connection
+        self.cursor = cursor
+        #: whether it was put in autocommit mode (PostgreSQL reads), to undo before the pool
+        self.autocommit = autocommit
+        self.since = 0.0
 
 
 class _Undo(Exception):
@@ -104,6 +123,10 @@ class Database:
         self._writers = Batcher(self._run_batch, "write", limiter)
         memory = self._sqlite and is_memory(engine)
         self._readers = self._writers if memory else Batcher(self._run_batch, "read", limiter)
+        # the connection of each kind of transaction (write or not) between two of them; none
+        # for sqlite://, whose one connection is shared by everything
+        self._held: dict[bool, _Held] = {}
+        self._hold = not memory
         self.closed = False
 
     # -- the async side --
@@ -157,40 +180,70 @@ class Database:
 
     # -- the thread side --
 
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Tx]:
+    def _connect(self, write: bool) -> _Held:
+        """The connection for a transaction: the one held for its kind, if it was used lately,
+        else one from the pool (which, on PostgreSQL, checks it is still alive)."""
+        held = self._held.pop(write, None)
+        if held is not None:
+            if time.monotonic() - held.since < _HOLD_S:
+                return held
+            self._let_go(held)
         connection = self.engine.raw_connection()
-        # Any: SQLAlchemy's DBAPI protocol does not know psycopg's autocommit attribute
         driver: Any = connection.dbapi_connection
         # A read is one statement: on PostgreSQL it runs in autocommit mode, which spares the
         # round trips of BEGIN and COMMIT (SQLite reads never BEGIN, see read()).
         autocommit = self._postgresql and not write
+        if autocommit:
+            driver.autocommit = True
+        return _Held(connection, connection.cursor(), autocommit)
+
+    def _let_go(self, held: _Held) -> None:
+        """Give a connection back to the pool, as the pool gave it."""
+        with contextlib.suppress(*DRIVER_ERRORS):
+            held.cursor.close()
+            if held.autocommit:
+                held.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        held.connection.close()
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        # One thread at a time runs the transactions of one kind (each batcher runs one batch at
+        # a time), so the connection of a kind is held between them, rather than drawn from the
+        # pool and given back (a reset, and on PostgreSQL a ping: two round trips) each time.
+        held = self._connect(write)
+        connection, cursor = held.connection, held.cursor
         try:
-            if autocommit:
-                driver.autocommit = True
-            cursor = connection.cursor()
+            if write and not self._postgresql:
+                cursor.execute("BEGIN IMMEDIATE")
             try:
-                if write and not self._postgresql:
-                    cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    yield Tx(cursor)
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.commit()
-            finally:
-                cursor.close()
+                yield Tx(cursor)
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
         except DRIVER_ERRORS as error:
             # Statements bypass SQLAlchemy, so tell its pool about a connection that broke.
-            if self.engine.dialect.is_disconnect(cast(Any, error), driver, None):
-                connection.invalidate(error)
-                autocommit = False
-            raise
-        finally:
-            if autocommit:
+            if self.engine.dialect.is_disconnect(
+                cast(Any, error), connection.dbapi_connection, None
+            ):
                 with contextlib.suppress(*DRIVER_ERRORS):
-                    driver.autocommit = False
-            connection.close()  # back to the pool
+                    cursor.close()
+                connection.invalidate(error)
+                connection.close()
+            else:
+                self._let_go(held)
+            raise
+        except BaseException:
+            self._keep(write, held)  # rolled back: as good as new
+            raise
+        self._keep(write, held)
+
+    def _keep(self, write: bool, held: _Held) -> None:
+        if self._hold and not self.closed:
+            held.since = time.monotonic()
+            self._held[write] = held
+        else:
+            self._let_go(held)
 
     def transact(self, what: str, fn: Callable[[Tx], T], write: bool, retry_unique: bool) -> T:
         """``fn(tx)`` in a transaction of its own, in this thread."""
@@ -271,5 +324,7 @@ class Database:
 
     def dispose(self) -> None:
         """Close every connection of the pool, in this thread."""
+        while self._held:
+            self._let_go(self._held.popitem()[1])
         with translate_errors("close", self.url):
             self.engine.dispose()
