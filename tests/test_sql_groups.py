@@ -1,6 +1,6 @@
 """Calls of the SQL store that go to the database together: ``update_job`` and ``add_job`` calls
 of one batch run as one group (one read, one write per kind of change), and on SQLite many rows
-go in one statement (``Bulk``).
+go in one statement (``_bulk``).
 
 Each test holds the writer busy for a moment, so that the calls it makes next queue up and go
 in one batch, as calls arriving together do under load.
@@ -21,7 +21,7 @@ import trio.testing
 from hypothesis import given
 
 from hodei_backends.sql import SqlStore, open_sql_store
-from hodei_backends.sql._compiled import Bulk
+from hodei_backends.sql._bulk import Values
 from hodei_core import (
     Capacity,
     Job,
@@ -143,7 +143,7 @@ async def test_a_duplicate_id_in_a_batch_of_adds_fails_that_add_alone(store: Sql
 
 @pytest.mark.parametrize("count", [2, 3, 31, 32, 33, 64, 65, 100, 300])
 async def test_many_rows_in_one_call_are_all_written(store: SqlStore, count: int) -> None:
-    """Rows in pieces of many (``Bulk``, on SQLite): the chunks of one append, the new jobs of
+    """Rows in pieces of many (``_bulk``): the chunks of one append, the new jobs of
     one run-less burst, and one assignment of many jobs, all read back as written."""
     jobs = [Job(id=f"j{i:03}", spec=SPEC, created_at=i / 7) for i in range(count)]
     await _together(store, *(lambda job=job: store.add_job(job) for job in jobs))
@@ -170,7 +170,7 @@ async def test_many_rows_in_one_call_are_all_written(store: SqlStore, count: int
 
 @given(rows=st.integers(0, 1000), width=st.integers(1, 40))
 def test_bulk_pieces_are_powers_of_two_that_add_up(rows: int, width: int) -> None:
-    bulk = Bulk(lambda n: f"{n}", [f"c{i}" for i in range(width)])
+    bulk = Values(lambda n: f"{n}", [f"c{i}" for i in range(width)])
     sizes = list(bulk.sizes(rows))
     assert sum(sizes) == rows
     assert all(size & (size - 1) == 0 and 0 < size <= bulk.largest for size in sizes)

@@ -9,13 +9,15 @@ reads rows by position, so it needs none of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["Bulk", "Sql", "Tx"]
+from ._bulk import Bulk
+
+__all__ = ["Sql", "Tx"]
 
 _NO_PARAMS: Mapping[str, Any] = {}
 
@@ -30,7 +32,7 @@ class Sql:
     __slots__ = ("bulk", "defaults", "names", "text")
 
     def __init__(self, statement: sa.ClauseElement, dialect: sa.Dialect) -> None:
-        #: On SQLite, the same statement for many rows at once (see ``Bulk``), if it has one.
+        #: The same statement for many rows at once, if it has one (see ``_bulk``).
         self.bulk: Bulk | None = None
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler), "a statement compiles with a SQL compiler"
@@ -84,63 +86,13 @@ class Tx:
         return count
 
     def run_many(self, sql: Sql, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run ``sql`` once per item of ``rows``: in one driver call, or on SQLite as few
-        statements of many rows each (``Bulk``)."""
+        """Run ``sql`` once per item of ``rows``: in one driver call, or as statements of many
+        rows each (``sql.bulk``)."""
         if not rows:
             return
         self.wrote = True
         bulk = sql.bulk
         if bulk is None or len(rows) == 1:
             self.cursor.executemany(sql.text, [sql.bind(row) for row in rows])
-            return
-        names = bulk.names
-        done = 0
-        for size in bulk.sizes(len(rows)):
-            piece = rows[done : done + size]
-            done += size
-            if size == 1:
-                self.cursor.execute(sql.text, sql.bind(piece[0]))
-            else:
-                self.cursor.execute(bulk.text(size), [row[n] for row in piece for n in names])
-
-
-class Bulk:
-    """A statement's variants that take many rows in one execution, on SQLite.
-
-    Python's sqlite3 module lets go of the GIL for every row it steps or resets, and taking it
-    back is costly while the trio thread runs Python: a batch of 16 single-row executions
-    costs many times what one execution of 16 rows does. So a statement of many rows is run as
-    a few of 2**k rows (at most ``largest``), each of whose texts is made once.
-
-    Args:
-        make: the SQL text for ``n`` rows, with ``names`` in each row's placeholders.
-        names: the parameters of one row, in placeholder order.
-    """
-
-    __slots__ = ("_make", "_texts", "largest", "names")
-
-    def __init__(self, make: Callable[[int], str], names: Sequence[str]) -> None:
-        self._make = make
-        self._texts: dict[int, str] = {}
-        self.names = tuple(names)
-        # the most placeholders an old SQLite takes in one statement is 999
-        self.largest = 1 << min(6, (999 // len(self.names)).bit_length() - 1)
-
-    def text(self, rows: int) -> str:
-        """The text for ``rows`` rows."""
-        text = self._texts.get(rows)
-        if text is None:
-            text = self._texts[rows] = self._make(rows)
-        return text
-
-    def sizes(self, rows: int) -> Iterator[int]:
-        """Pieces of ``rows`` rows, powers of two, largest first."""
-        while rows >= self.largest:
-            yield self.largest
-            rows -= self.largest
-        size = self.largest
-        while rows:
-            size >>= 1
-            if rows & size:
-                yield size
-                rows -= size
+        else:
+            bulk.run(self.cursor, rows)

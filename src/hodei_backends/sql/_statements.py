@@ -21,7 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hodei_core.ports import JobQuery
 
-from ._compiled import Bulk, Sql
+from ._bulk import Unnest, Values
+from ._compiled import Sql
 from ._rows import CHUNK_COLUMNS, JOB_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, WORKER_COLUMNS
 from ._schema import ACTIVE_STATES, QUEUED, jobs, log_chunks, pipelines, runs, workers
 
@@ -70,17 +71,29 @@ class Statements:
     def _sql(self, statement: sa.ClauseElement) -> Sql:
         return Sql(statement, self.dialect)
 
-    def _bulk_insert(self, sql: Sql) -> Sql:
-        """``sql``, an ``INSERT … VALUES (…)`` of one row, able to take many on SQLite."""
-        if not self.postgresql:
+    def _bulk_insert(
+        self, table: sa.Table, names: list[str], one: sa.ClauseElement, tail: str = ""
+    ) -> Sql:
+        """``one``, an insert of one row of ``names`` into ``table``, able to insert many in
+        one statement (``_bulk``); ``tail`` is its ``ON CONFLICT`` clause (PostgreSQL)."""
+        sql = self._sql(one)
+        if self.postgresql:
+            arrays = ", ".join(f"%({name})s::{self._array(table.c[name])}" for name in names)
+            text = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+            sql.bulk = Unnest(text + tail, names)
+        else:
             assert sql.names is not None and not sql.defaults, sql
-            head, tail = sql.text.split(" VALUES ", 1)
-            row, rest = tail[: tail.index(")") + 1], tail[tail.index(")") + 1 :]
-            sql.bulk = Bulk(lambda n: f"{head} VALUES {', '.join([row] * n)}{rest}", sql.names)
+            head, rest = sql.text.split(" VALUES ", 1)
+            row, rest = rest[: rest.index(")") + 1], rest[rest.index(")") + 1 :]
+            sql.bulk = Values(lambda n: f"{head} VALUES {', '.join([row] * n)}{rest}", sql.names)
         return sql
 
     def _pg_only(self, text: str) -> Sql | None:
         return self._sql(sa.text(text)) if self.postgresql else None
+
+    def _array(self, column: sa.Column[Any]) -> str:
+        """The PostgreSQL type of an array of ``column``'s values."""
+        return f"{column.type.compile(dialect=self.dialect)}[]"
 
     def _in_ids(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
         if self.postgresql:
@@ -96,9 +109,8 @@ class Statements:
 
     def _jobs(self) -> None:
         select_jobs = sa.select(*JOB_COLUMNS)
-        self.insert_job = self._bulk_insert(
-            self._sql(_insert(jobs, [c.name for c in jobs.c if c.name != "seq"]))
-        )
+        names = [c.name for c in jobs.c if c.name != "seq"]
+        self.insert_job = self._bulk_insert(jobs, names, _insert(jobs, names))
         job = select_jobs.where(jobs.c.id == _b("id"))
         self.job = self._sql(job)
         self.job_for_update = self._sql(job.with_for_update())
@@ -240,14 +252,15 @@ class Statements:
     def _logs(self) -> None:
         insert: Callable[[sa.Table], Any] = postgresql.insert if self.postgresql else sqlite.insert
         # a resent chunk (same job, attempt and seq) is ignored, in the same statement
+        key = [log_chunks.c.job_id, log_chunks.c.attempt, log_chunks.c.seq]
+        names = [c.name for c in log_chunks.c]
         self.insert_chunks = self._bulk_insert(
-            self._sql(
-                insert(log_chunks)
-                .values({c.name: _b(c.name) for c in log_chunks.c})
-                .on_conflict_do_nothing(
-                    index_elements=[log_chunks.c.job_id, log_chunks.c.attempt, log_chunks.c.seq]
-                )
-            )
+            log_chunks,
+            names,
+            insert(log_chunks)
+            .values({name: _b(name) for name in names})
+            .on_conflict_do_nothing(index_elements=key),
+            f" ON CONFLICT ({', '.join(c.name for c in key)}) DO NOTHING",
         )
         chunks = (
             sa.select(*CHUNK_COLUMNS)
@@ -273,13 +286,18 @@ class Statements:
                 .where(jobs.c.id == _b("_id"))
                 .values({name: _b(name) for name in names})
             )
-            if not self.postgresql and _UPDATE_FROM:
-                # UPDATE … FROM a list of rows (SQLite 3.33 and later); no job twice in one
-                sets = ", ".join(f"{name} = v.{name}" for name in names)
-                row = f"({', '.join('?' * (len(names) + 1))})"
+            # UPDATE … FROM the list of rows (SQLite 3.33 and later); no job twice in one
+            sets = ", ".join(f"{name} = v.{name}" for name in names)
+            where = f"UPDATE jobs SET {sets} FROM {{}} WHERE jobs.id = v._id"
+            if self.postgresql:
+                arrays = ", ".join(f"%({name})s::{self._array(jobs.c[name])}" for name in names)
+                rows = f"unnest({arrays}, %(_id)s::VARCHAR[]) AS v({', '.join(names)}, _id)"
+                sql.bulk = Unnest(where.format(rows), [*names, "_id"])
+            elif _UPDATE_FROM:
                 head = f"WITH v({', '.join(names)}, _id) AS (VALUES "
-                tail = f") UPDATE jobs SET {sets} FROM v WHERE jobs.id = v._id"
-                sql.bulk = Bulk(lambda n: head + ", ".join([row] * n) + tail, [*names, "_id"])
+                row = f"({', '.join('?' * (len(names) + 1))})"
+                tail = f") {where.format('v')}"
+                sql.bulk = Values(lambda n: head + ", ".join([row] * n) + tail, [*names, "_id"])
         return sql
 
     def list_jobs(self, query: JobQuery) -> Sql:
