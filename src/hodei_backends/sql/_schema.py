@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "ACTIVE_STATES",
+    "LIVE_STATES",
     "QUEUED",
     "jobs",
     "log_chunks",
@@ -28,6 +29,8 @@ __all__ = [
 ACTIVE_STATES = ("assigned", "running", "cancelling")
 #: ``JobState.QUEUED``, as stored.
 QUEUED = "queued"
+#: The states of a job not finished: queued or active.
+LIVE_STATES = (QUEUED, *ACTIVE_STATES)
 
 metadata = sa.MetaData()
 
@@ -65,14 +68,26 @@ jobs = sa.Table(
     sa.Column("spec", sa.Text, nullable=False),
 )
 sa.Index("ix_jobs_id", jobs.c.id, unique=True)
+
+
+def _partial(name: str, *columns: sa.ColumnElement[object], where: sa.ColumnElement[bool]) -> None:
+    sa.Index(name, *columns, sqlite_where=where, postgresql_where=where)
+
+
+# Most jobs are finished, and a finished job no longer changes: the indexes that state changes
+# touch hold the live jobs only. They stay small, and the many changes of a job's life write
+# few of their pages. (A query uses one only if its WHERE has the index's condition as is.)
+#
 # queued_jobs: WHERE state = 'queued' ORDER BY priority DESC, seq, read in index order
-sa.Index("ix_jobs_queue", jobs.c.state, jobs.c.priority.desc(), jobs.c.seq)
-# a worker's active jobs (assignment, capacity, release), and listing by worker
-sa.Index("ix_jobs_worker_state", jobs.c.worker_id, jobs.c.state)
-# admission: a tenant's queued and active counts, and its recent submissions
-sa.Index("ix_jobs_tenant_state", jobs.c.tenant, jobs.c.state)
+_partial("ix_jobs_queue", jobs.c.priority.desc(), jobs.c.seq, where=jobs.c.state == QUEUED)
+# a worker's active jobs: assignment, capacity, release
+_partial("ix_jobs_active", jobs.c.worker_id, where=jobs.c.state.in_(ACTIVE_STATES))
+# admission: a tenant's queued and active counts
+_partial("ix_jobs_tenant_live", jobs.c.tenant, jobs.c.state, where=jobs.c.state.in_(LIVE_STATES))
+# a tenant's recent submissions (admission); jobs by worker and by run (listings)
 sa.Index("ix_jobs_tenant_created", jobs.c.tenant, jobs.c.created_at)
-sa.Index("ix_jobs_run", jobs.c.run_id)
+sa.Index("ix_jobs_worker", jobs.c.worker_id)
+_partial("ix_jobs_run", jobs.c.run_id, where=jobs.c.run_id.is_not(None))
 
 workers = sa.Table(
     "workers",

@@ -24,7 +24,7 @@ from hodei_core.ports import JobQuery
 from ._bulk import Unnest, Values
 from ._compiled import Sql
 from ._rows import CHUNK_COLUMNS, JOB_COLUMNS, PIPELINE_COLUMNS, RUN_COLUMNS, WORKER_COLUMNS
-from ._schema import ACTIVE_STATES, QUEUED, jobs, log_chunks, pipelines, runs, workers
+from ._schema import ACTIVE_STATES, LIVE_STATES, QUEUED, jobs, log_chunks, pipelines, runs, workers
 
 __all__ = ["Statements"]
 
@@ -39,9 +39,14 @@ _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)  # UPDATE … FROM, in SQL
 
 
 def _one_of(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
-    # one placeholder per value rather than an "expanding" list, which would need rendering at
-    # each execution
-    return column.in_([sa.literal(value, sa.String) for value in values])
+    # The values are written in the SQL, not bound: a query uses a partial index only if its
+    # WHERE visibly implies the index's (see _schema). They are the store's own constants.
+    return column.in_([_literal(value) for value in values])
+
+
+def _literal(value: str) -> sa.ColumnElement[str]:
+    assert value.isidentifier(), value  # a state's name, nothing to quote
+    return sa.literal_column(f"'{value}'", sa.String)
 
 
 def _insert(table: sa.Table, names: Sequence[str]) -> sa.Insert:
@@ -119,7 +124,7 @@ class Statements:
             select_jobs.where(self._in_ids(jobs.c.id)).order_by(jobs.c.id).with_for_update()
         )
         self.queued_jobs = self._sql(
-            select_jobs.where(jobs.c.state == QUEUED)
+            select_jobs.where(jobs.c.state == _literal(QUEUED))
             .order_by(jobs.c.priority.desc(), jobs.c.seq)
             .limit(_b("limit"))
         )
@@ -135,7 +140,7 @@ class Statements:
         )
         self.tenant_counts = self._sql(
             sa.select(jobs.c.state, sa.func.count())
-            .where(jobs.c.tenant == _b("tenant"), _one_of(jobs.c.state, (QUEUED, *ACTIVE_STATES)))
+            .where(jobs.c.tenant == _b("tenant"), _one_of(jobs.c.state, LIVE_STATES))
             .group_by(jobs.c.state)
         )
         self.tenant_recent = self._sql(
