@@ -235,7 +235,9 @@ async def test_repr_and_logs_never_show_the_password(
 
 # -- several processes --------------------------------------------------------------------------
 
-WORKERS, SLOTS, JOBS = 20, 10, 300
+# enough rounds (of BATCH, in _sql_assign_process) that one process cannot finish them all
+# before the other starts, even on a slow machine
+WORKERS, SLOTS, JOBS = 20, 50, 1200
 
 
 async def _read_line(process: trio.Process) -> bytes:
