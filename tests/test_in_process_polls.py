@@ -3,7 +3,7 @@ even then when all that changed is assignments made by this process's scheduler.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
 import pytest
@@ -89,31 +89,41 @@ async def test_a_long_wait_reads_the_store_now_and_then_in_case_an_event_was_los
     assert 9 <= polled.store.active_reads - reads <= 11
 
 
-async def _waiting_poll(control: InProcessControlPlane, worker_id: str) -> list[Instructions]:
-    """A first poll (it reads the store), then a list that a second one will fill."""
+async def _poll_through(
+    polled: _Polled, assign: Callable[[], Awaitable[list[Job]]]
+) -> tuple[Instructions, list[Job], int]:
+    """What a waiting poll says when ``assign`` assigns jobs meanwhile, the jobs, and how
+    many store reads the poll made (after a first poll, which reads)."""
+    control, worker_id = polled.control, polled.worker.id
     assert await control.poll(worker_id, [], timeout_s=0) == Instructions()
-    return []
+    reads = polled.store.active_reads
+    told: list[Instructions] = []
+
+    async def poll() -> None:
+        told.append(await control.poll(worker_id, [], timeout_s=30))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        jobs = await assign()
+    return told[0], jobs, polled.store.active_reads - reads
+
+
+async def _submit_and_assign(hodei: Hodei, count: int) -> list[Job]:
+    jobs = [await hodei.submit(TRUE) for _ in range(count)]
+    assert await hodei.scheduler.schedule_once(job_queued=True) == count
+    return jobs
 
 
 async def test_a_poll_woken_by_assignments_takes_the_jobs_as_the_scheduler_left_them(
     autojump_clock: trio.testing.MockClock, polled: _Polled
 ) -> None:
-    store, hodei, control, worker = polled.store, polled.hodei, polled.control, polled.worker
-    told = await _waiting_poll(control, worker.id)
-    reads = store.active_reads
-
-    async def poll() -> None:
-        told.append(await control.poll(worker.id, [], timeout_s=30))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(poll)
-        await trio.testing.wait_all_tasks_blocked()
-        jobs = [await hodei.submit(TRUE) for _ in range(3)]
-        assert await hodei.scheduler.schedule_once(job_queued=True) == 3
-    assert store.active_reads == reads  # no read: the jobs came with the assignments
-    assert list(told[0].jobs) == await store.active_jobs(worker.id)
-    assert sorted(j.id for j in told[0].jobs) == sorted(j.id for j in jobs)
-    assert not told[0].cancel and not told[0].drain
+    hodei = polled.hodei
+    told, jobs, reads = await _poll_through(polled, lambda: _submit_and_assign(hodei, 3))
+    assert reads == 0  # the jobs came with the assignments
+    assert list(told.jobs) == await polled.store.active_jobs(polled.worker.id)
+    assert sorted(j.id for j in told.jobs) == sorted(j.id for j in jobs)
+    assert not told.cancel and not told.drain
     assert len(hodei._ctx.handoff) == 0  # taken, not kept
 
 
@@ -121,21 +131,10 @@ async def test_an_assignment_by_another_engine_is_read_from_the_store(
     autojump_clock: trio.testing.MockClock, polled: _Polled
 ) -> None:
     """Two engines on one store and bus: the other one's scheduler keeps its own handoff."""
-    store, control, worker = polled.store, polled.control, polled.worker
-    other = Hodei(store=store, bus=polled.hodei.bus, clock=trio.current_time)
-    told = await _waiting_poll(control, worker.id)
-    reads = store.active_reads
-
-    async def poll() -> None:
-        told.append(await control.poll(worker.id, [], timeout_s=30))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(poll)
-        await trio.testing.wait_all_tasks_blocked()
-        job = await other.submit(TRUE)
-        await other.scheduler.schedule_once(job_queued=True)
-    assert store.active_reads == reads + 1
-    assert [j.id for j in told[0].jobs] == [job.id]
+    other = Hodei(store=polled.store, bus=polled.hodei.bus, clock=trio.current_time)
+    told, jobs, reads = await _poll_through(polled, lambda: _submit_and_assign(other, 1))
+    assert reads == 1
+    assert [j.id for j in told.jobs] == [jobs[0].id]
 
 
 async def test_an_assignment_with_other_news_is_read_from_the_store(
@@ -144,7 +143,7 @@ async def test_an_assignment_with_other_news_is_read_from_the_store(
     """A job assigned and then cancelled before the poll looks: the store has the last word,
     and the job taken from the handoff is not handed out stale."""
     store, hodei, control, worker = polled.store, polled.hodei, polled.control, polled.worker
-    await _waiting_poll(control, worker.id)
+    assert await control.poll(worker.id, [], timeout_s=0) == Instructions()
     reads = store.active_reads
     job = await hodei.submit(TRUE)
     await hodei.scheduler.schedule_once(job_queued=True)
