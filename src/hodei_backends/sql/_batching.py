@@ -37,7 +37,7 @@ class Operation(Generic[T]):
 
     Operations with the same ``group`` may be run together in a batch, by one call of
     ``group(connection, operations)``, which sets each one's ``result`` from its ``args``
-    (see ``Database.write``); ``fn`` is how it runs alone.
+    (see ``Database.grouped``); ``fn`` is how it runs alone.
     """
 
     __slots__ = ("args", "fn", "group", "result", "retry_unique", "taken", "task", "what", "write")

@@ -150,8 +150,9 @@ class Database:
 
         ``group(tx, operations)`` must set the ``result`` of each operation, from its
         ``args``. The operations of a batch that share a ``group`` (the same object) go to one
-        call, in the order they came; alone, an operation is a group of one. The function must
-        set every error before it writes anything, and may be called more than once.
+        call, in the order they came; alone, an operation is a group of one. An operation the
+        function gives an error must have written nothing of its own (the others' writes stay);
+        the function may be called more than once.
         """
         if self.closed:
             raise StorageError(f"{what}: the store for {self.redacted_url} is closed")

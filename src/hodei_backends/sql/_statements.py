@@ -118,7 +118,6 @@ class Statements:
         self.insert_job = self._bulk_insert(jobs, names, _insert(jobs, names))
         job = select_jobs.where(jobs.c.id == _b("id"))
         self.job = self._sql(job)
-        self.job_for_update = self._sql(job.with_for_update())
         # several jobs to change in one transaction, locked in id order
         self.jobs_for_update = self._sql(
             select_jobs.where(self._in_ids(jobs.c.id)).order_by(jobs.c.id).with_for_update()
