@@ -26,6 +26,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from hodei_backends.sql import SqlStore, open_sql_store, upgrade
+from hodei_backends.sql._compiled import Tx
 from hodei_backends.sql._migrate import alembic_config
 from hodei_backends.sql._schema import metadata
 from hodei_core import (
@@ -248,6 +249,28 @@ async def test_postgres_keeps_its_data_when_reopened(postgres: PostgresServer) -
         await store.add_job(job)
     async with open_sql_store(url) as store:
         assert await store.get_job("j1") == job
+
+
+async def test_postgres_plans_each_statement_for_its_values(postgres: PostgresServer) -> None:
+    """PostgreSQL plans every execution of the store's prepared statements anew: a generic
+    plan chosen while the tables were small would scan them whole once they are large."""
+    url = await trio.to_thread.run_sync(postgres.fresh_database)
+    async with open_sql_store(url) as store:
+        await store.add_job(Job(id="j1", spec=JobSpec(script="true"), created_at=1.0))
+        for _ in range(12):  # psycopg prepares on the fifth run; PostgreSQL may go generic after
+            assert (await store.get_job("j1")).id == "j1"
+
+        def plans(tx: Tx) -> list[tuple[int, int]]:
+            # the reader's own connection: prepared statements belong to a session
+            tx.cursor.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%FROM jobs%WHERE jobs.id = $1%'"
+            )
+            return [tuple(row) for row in tx.cursor.fetchall()]
+
+        found = await store._db.read("plans", plans)  # how it plans is what this is about
+    assert found, "the lookup by id was not prepared"
+    assert all(generic == 0 and custom > 0 for generic, custom in found), found
 
 
 async def test_a_database_of_a_newer_revision_is_refused(tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ def create_engine(url: str, pool_size: int) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.drivername == "postgresql+psycopg":
             try:
-                return sa.create_engine(
+                engine = sa.create_engine(
                     parsed,
                     pool_size=pool_size,
                     max_overflow=0,
@@ -158,6 +158,8 @@ def create_engine(url: str, pool_size: int) -> Engine:
                 raise UnknownScheme(
                     "the PostgreSQL store needs psycopg: pip install 'hodei-pipelines[postgres]'"
                 ) from error
+            _postgresql_hooks(engine)
+            return engine
     raise UnknownScheme(
         f"the SQL store does not support {redact_url(url)!r}: use sqlite:///PATH, sqlite:// "
         "(in memory), postgresql://… or postgresql+psycopg://…"
@@ -191,3 +193,17 @@ def _sqlite_hooks(engine: Engine, *, wal: bool) -> None:
                 cursor.execute("BEGIN IMMEDIATE")
             finally:
                 cursor.close()
+
+
+def _postgresql_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # psycopg prepares a statement run five times, and PostgreSQL then keeps one generic
+        # plan for it if that looks no dearer than the plans made for the values. A store
+        # starts empty: a plan made while the jobs table holds a few rows scans it whole, and
+        # goes on scanning it as it grows to thousands, until an ANALYZE comes round (a
+        # minute or more later). Planning each execution for its values costs ~0.1 ms and
+        # keeps the lookups by id on their index (benchmark: 492 -> 589 jobs/s).
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.commit()
