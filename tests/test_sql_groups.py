@@ -8,6 +8,7 @@ in one batch, as calls arriving together do under load.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -67,9 +68,15 @@ async def _together(store: SqlStore, *calls: Callable[[], Awaitable[Any]]) -> li
         except Exception as error:
             results[i] = error
 
+    db = store._db
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(store._db.write, "busy", busy)
+        # every writer busy: the other writes, and each of the batches of jobs' own writes
+        # that may run at once (several on PostgreSQL)
+        nursery.start_soon(functools.partial(db.write, "busy", busy))
         await trio.testing.wait_all_tasks_blocked()
+        for _ in range(db._job_writers.parallel if db._job_writers is not db._writers else 0):
+            nursery.start_soon(functools.partial(db.write, "busy", busy, local=True))
+            await trio.testing.wait_all_tasks_blocked()
         for i in range(len(calls)):
             nursery.start_soon(call, i)
             await trio.testing.wait_all_tasks_blocked()  # in this order

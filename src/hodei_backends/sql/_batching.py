@@ -12,6 +12,10 @@ its own outcome.
 
 A caller cancelled before its batch starts leaves it; once the batch runs, the caller waits for
 it, like ``trio.to_thread.run_sync``.
+
+A batcher may run several batches side by side (``parallel``): the store does so on
+PostgreSQL, whose threads mostly wait for the server, for operations that cannot deadlock each
+other (see ``Database``).
 """
 
 from __future__ import annotations
@@ -65,10 +69,11 @@ class Operation(Generic[T]):
 
 
 class Batcher:
-    """Hands the operations submitted meanwhile to ``run_batch`` together, one batch at a time,
-    each batch in one worker thread.
+    """Hands the operations submitted meanwhile to ``run_batch`` together, each batch in one
+    worker thread: one batch at a time, or up to ``parallel`` at once.
 
-    ``run_batch`` runs in the thread and must set every operation's ``result``. ``serve`` must
+    ``run_batch`` runs in the thread and must set every operation's ``result``; with
+    ``parallel`` above 1 it must be safe to call from several threads at once. ``serve`` must
     run (in the store's nursery) for submitted operations to make progress.
     """
 
@@ -77,11 +82,18 @@ class Batcher:
         run_batch: Callable[[list[Operation[Any]]], None],
         name: str,
         limiter: trio.CapacityLimiter | None = None,
+        *,
+        parallel: int = 1,
     ) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, not {parallel}")
         self._run_batch = run_batch
         self._name = name
         self._limiter = limiter
+        #: how many batches may run at once
+        self.parallel = parallel
         self._pending: list[Operation[Any]] = []
+        self._running: list[list[Operation[Any]]] = []
         self._wake = trio.Event()
         self._closed = False
 
@@ -105,27 +117,49 @@ class Batcher:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run batches until cancelled; then fail what is still waiting."""
+        slots = trio.Semaphore(self.parallel)
         task_status.started()
-        batch: list[Operation[Any]] = []
         try:
-            while True:
-                await self._wake.wait()
-                self._wake = trio.Event()
-                while self._pending:
-                    batch = self._pending[:MAX_BATCH]
-                    del self._pending[:MAX_BATCH]
-                    for op in batch:
-                        op.taken = True
-                    failure = await trio.to_thread.run_sync(
-                        outcome.capture, self._run_batch, batch, limiter=self._limiter
-                    )
-                    cause = failure.error if isinstance(failure, outcome.Error) else None
-                    self._finish(batch, cause)
-                    batch = []
+            async with trio.open_nursery() as nursery:
+                while True:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                    while self._pending:
+                        await slots.acquire()
+                        if not self._pending:  # its callers were cancelled meanwhile
+                            slots.release()
+                            break
+                        if self.parallel == 1:
+                            await self._run(self._take(), slots)
+                        else:
+                            nursery.start_soon(self._run, self._take(), slots)
         finally:
             self._closed = True
-            self._finish([*batch, *self._pending], None)
+            self._finish([op for batch in self._running for op in batch], None)
+            self._finish(self._pending, None)
+            self._running.clear()
             self._pending.clear()
+
+    def _take(self) -> list[Operation[Any]]:
+        """The next batch, from now on the batcher's to run (or to fail, if it closes first)."""
+        batch = self._pending[:MAX_BATCH]
+        del self._pending[:MAX_BATCH]
+        for op in batch:
+            op.taken = True
+        self._running.append(batch)
+        return batch
+
+    async def _run(self, batch: list[Operation[Any]], slots: trio.Semaphore) -> None:
+        """Run ``batch`` (one of ``_running``) in a thread, then give back its slot."""
+        try:
+            failure = await trio.to_thread.run_sync(
+                outcome.capture, self._run_batch, batch, limiter=self._limiter
+            )
+        finally:
+            slots.release()
+        self._running.remove(batch)
+        cause = failure.error if isinstance(failure, outcome.Error) else None
+        self._finish(batch, cause)
 
     def _finish(self, batch: list[Operation[Any]], cause: BaseException | None) -> None:
         """Wake each operation's caller with its outcome; one without (``run_batch`` failed

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +49,8 @@ log = logging.getLogger("hodei.sql")
 T = TypeVar("T")
 
 _ATTEMPTS = 3  # runs of a PostgreSQL transaction that keeps meeting a deadlock
+#: The most write batches of jobs' own operations at once on PostgreSQL (see ``Database``).
+JOB_WRITERS = 3
 # A connection unused this long goes back to the pool before its next transaction, which on
 # PostgreSQL then checks it is alive (a server restart meanwhile): under load the same one
 # serves transaction after transaction, unchecked.
@@ -123,9 +126,25 @@ class Database:
         self._writers = Batcher(self._run_batch, "write", limiter)
         memory = self._sqlite and is_memory(engine)
         self._readers = self._writers if memory else Batcher(self._run_batch, "read", limiter)
+        # PostgreSQL: the writes of jobs' own operations (``local``: they lock rows of jobs
+        # only, a group's in one statement in id order) have a batcher of their own, which
+        # runs up to JOB_WRITERS batches at once; the write thread waits for the server most
+        # of its time. Two such batches cannot deadlock each other, and one of them and a
+        # batch of the other writes only seldom: those wait for jobs' rows only when a
+        # worker is lost or leaves (assign_jobs skips locked ones), and PostgreSQL breaks a
+        # deadlock and the batch runs again, as between two processes. The other writes keep
+        # one batch at a time: they lock workers, in orders of their own. (The connections:
+        # the job writers', the other writer's and the reader's.)
+        parallel = min(JOB_WRITERS, pool_size - 2) if self._postgresql else 1
+        self._job_writers = (
+            Batcher(self._run_batch, "job write", limiter, parallel=parallel)
+            if parallel > 1
+            else self._writers
+        )
         # the connection of each kind of transaction (write or not) between two of them; none
         # for sqlite://, whose one connection is shared by everything
         self._held: dict[bool, _Held] = {}
+        self._held_lock = threading.Lock()  # write batches may end in several threads at once
         self._hold = not memory
         self.closed = False
 
@@ -139,12 +158,17 @@ class Database:
         """
         return await self._run(what, fn, write=False, retry_unique=False)
 
-    async def write(self, what: str, fn: Callable[[Tx], T], *, retry_unique: bool = False) -> T:
+    async def write(
+        self, what: str, fn: Callable[[Tx], T], *, retry_unique: bool = False, local: bool = False
+    ) -> T:
         """``fn(tx)`` in a write transaction, in a thread. ``fn`` may run more than once (a
-        deadlock, or with ``retry_unique`` a unique violation, makes it run again)."""
-        return await self._run(what, fn, write=True, retry_unique=retry_unique)
+        deadlock, or with ``retry_unique`` a unique violation, makes it run again). ``local``:
+        as for ``grouped``."""
+        return await self._run(what, fn, write=True, retry_unique=retry_unique, local=local)
 
-    async def grouped(self, what: str, group: Group, args: object, *, write: bool) -> Any:
+    async def grouped(
+        self, what: str, group: Group, args: object, *, write: bool, local: bool = False
+    ) -> Any:
         """What ``group`` makes of ``args`` (its result for them, or its error), run in a
         transaction as ``read`` or ``write`` would.
 
@@ -152,24 +176,39 @@ class Database:
         ``args``. The operations of a batch that share a ``group`` (the same object) go to one
         call, in the order they came; alone, an operation is a group of one. An operation the
         function gives an error must have written nothing of its own (the others' writes stay);
-        the function may be called more than once.
+        the function may be called more than once. ``local``: the group locks only rows of
+        jobs, in one statement, in id order, and waits for no other lock (``_batching``).
         """
         if self.closed:
             raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
-        batcher = self._writers if write else self._readers
+        batcher = self._batcher(write, local)
         fn = functools.partial(_one_of_group, group, what, args)
         return await batcher.submit(Operation(what, fn, write=write, group=group, args=args))
 
-    async def _run(self, what: str, fn: Callable[[Tx], T], *, write: bool, retry_unique: bool) -> T:
+    async def _run(
+        self,
+        what: str,
+        fn: Callable[[Tx], T],
+        *,
+        write: bool,
+        retry_unique: bool,
+        local: bool = False,
+    ) -> T:
         if self.closed:
             raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
-        batcher = self._writers if write else self._readers
+        batcher = self._batcher(write, local)
         return await batcher.submit(Operation(what, fn, write=write, retry_unique=retry_unique))
+
+    def _batcher(self, write: bool, local: bool) -> Batcher:
+        if not write:
+            return self._readers
+        return self._job_writers if local else self._writers
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the batches of operations until cancelled; store calls need it."""
         async with trio.open_nursery() as nursery:
-            for batcher in {id(b): b for b in (self._readers, self._writers)}.values():
+            batchers = (self._readers, self._writers, self._job_writers)
+            for batcher in {id(b): b for b in batchers}.values():
                 await nursery.start(batcher.serve)
             task_status.started()
 
@@ -184,7 +223,8 @@ class Database:
     def _connect(self, write: bool) -> _Held:
         """The connection for a transaction: the one held for its kind, if it was used lately,
         else one from the pool (which, on PostgreSQL, checks it is still alive)."""
-        held = self._held.pop(write, None)
+        with self._held_lock:
+            held = self._held.pop(write, None)
         if held is not None:
             if time.monotonic() - held.since < _HOLD_S:
                 return held
@@ -242,9 +282,14 @@ class Database:
     def _keep(self, write: bool, held: _Held) -> None:
         if self._hold and not self.closed:
             held.since = time.monotonic()
-            self._held[write] = held
-        else:
-            self._let_go(held)
+            with self._held_lock:
+                # one held per kind: the one it replaces goes back to the pool
+                replaced = self._held.get(write)
+                self._held[write] = held
+            if replaced is not None:
+                self._let_go(replaced)
+            return
+        self._let_go(held)
 
     def transact(self, what: str, fn: Callable[[Tx], T], write: bool, retry_unique: bool) -> T:
         """``fn(tx)`` in a transaction of its own, in this thread."""
@@ -325,7 +370,9 @@ class Database:
 
     def dispose(self) -> None:
         """Close every connection of the pool, in this thread."""
-        while self._held:
-            self._let_go(self._held.popitem()[1])
+        with self._held_lock:
+            held, self._held = list(self._held.values()), {}
+        for connection in held:
+            self._let_go(connection)
         with translate_errors("close", self.url):
             self.engine.dispose()

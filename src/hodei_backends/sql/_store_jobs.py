@@ -158,6 +158,8 @@ class JobsMixin:
     async def add_job(self, job: Job, admit: Callable[[TenantUsage], None] | None = None) -> None:
         """See ``hodei_core.ports.Store.add_job``."""
         args = (self._db.statements, job, admit)
+        # not local: an admission check takes the tenant's lock, and sees the adds of its
+        # batch before it, checked or not
         await self._db.grouped("add_job", _add_jobs, args, write=True)
 
     async def get_job(self, job_id: str) -> Job:
@@ -197,7 +199,7 @@ class JobsMixin:
         keep_nul = self._db.dialect != "postgresql"
         args = (self._db.statements, job_id, change, chunks, keep_nul)
         changed: tuple[Job, Job] = await self._db.grouped(
-            "update_job", _change_jobs, args, write=True
+            "update_job", _change_jobs, args, write=True, local=True
         )
         return changed
 

@@ -129,7 +129,7 @@ class PipelinesRunsLogsMixin:
         keep_nul = self._db.dialect != "postgresql"
         rows = [chunk_row(job_id, attempt, chunk, keep_nul=keep_nul) for chunk in chunks]
         # One statement for the batch; a resent seq is dropped by the database itself.
-        await self._db.write("append_logs", lambda tx: tx.run_many(sql, rows))
+        await self._db.write("append_logs", lambda tx: tx.run_many(sql, rows), local=True)
 
     async def read_logs(
         self, job_id: str, attempt: int, from_seq: int = 0, limit: int | None = None
