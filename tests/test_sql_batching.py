@@ -24,6 +24,8 @@ from hodei_core.errors import StorageError
 
 from ._postgres_server import PostgresServer
 
+_PATIENCE_S = 10.0
+
 
 class _Gate:
     """A ``run_batch`` whose batches wait in their threads until opened, and that notes how many
@@ -43,7 +45,7 @@ class _Gate:
             self.most = max(self.most, self.running)
             self.batches.append([op.what for op in batch])
         self.entered.release()
-        self.open.wait()
+        self.open.wait(_PATIENCE_S)  # bounded: a failing test must not hang
         with self._lock:
             self.running -= 1
         for op in batch:
@@ -51,7 +53,8 @@ class _Gate:
 
     async def wait_entered(self, count: int) -> None:
         for _ in range(count):
-            await trio.to_thread.run_sync(self.entered.acquire)
+            entered = await trio.to_thread.run_sync(self.entered.acquire, True, _PATIENCE_S)
+            assert entered, "a batch did not start"
 
 
 def _op(what: str) -> Operation[str]:
@@ -86,14 +89,12 @@ async def test_batches_run_side_by_side_up_to_parallel() -> None:
     results: dict[str, Any] = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(batcher.serve)
-        await _submit_each(nursery, batcher, ["a", "b", "c", "d", "e", "f"], results)
-        await gate.wait_entered(3)
-        # three batches run, the other calls wait for a slot, together
-        assert gate.running == 3 and not results
-        gate.open.set()
-        await gate.wait_entered(1)
-        while len(results) < 6:
-            await trio.testing.wait_all_tasks_blocked()
+        async with trio.open_nursery() as callers:
+            await _submit_each(callers, batcher, ["a", "b", "c", "d", "e", "f"], results)
+            await gate.wait_entered(3)
+            # three batches run, the other calls wait for a slot, together
+            assert gate.running == 3 and not results
+            gate.open.set()
         nursery.cancel_scope.cancel()
     assert gate.most == 3
     # (threads started together enter in any order)
@@ -108,12 +109,10 @@ async def test_one_batch_at_a_time_by_default() -> None:
     results: dict[str, Any] = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(batcher.serve)
-        await _submit_each(nursery, batcher, ["a", "b", "c"], results)
-        await gate.wait_entered(1)
-        gate.open.set()
-        await gate.wait_entered(1)
-        while len(results) < 3:
-            await trio.testing.wait_all_tasks_blocked()
+        async with trio.open_nursery() as callers:
+            await _submit_each(callers, batcher, ["a", "b", "c"], results)
+            await gate.wait_entered(1)
+            gate.open.set()
         nursery.cancel_scope.cancel()
     assert gate.most == 1
     assert gate.batches == [["a"], ["b", "c"]]
@@ -125,17 +124,15 @@ async def test_a_caller_cancelled_while_its_batch_waits_leaves_it() -> None:
     results: dict[str, Any] = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(batcher.serve)
-        await _submit_each(nursery, batcher, ["a", "b"], results)
-        await gate.wait_entered(2)
-        with trio.CancelScope() as leaving:
-            async with trio.open_nursery() as inner:
-                await _submit_each(inner, batcher, ["gone"], results)
-                leaving.cancel()
-        await _submit_each(nursery, batcher, ["c"], results)
-        gate.open.set()
-        await gate.wait_entered(1)
-        while len(results) < 4:
-            await trio.testing.wait_all_tasks_blocked()
+        async with trio.open_nursery() as callers:
+            await _submit_each(callers, batcher, ["a", "b"], results)
+            await gate.wait_entered(2)
+            with trio.CancelScope() as leaving:
+                async with trio.open_nursery() as inner:
+                    await _submit_each(inner, batcher, ["gone"], results)
+                    leaving.cancel()
+            await _submit_each(callers, batcher, ["c"], results)
+            gate.open.set()
         nursery.cancel_scope.cancel()
     assert isinstance(results["gone"], trio.Cancelled)
     assert sorted(gate.batches) == [["a"], ["b"], ["c"]]
