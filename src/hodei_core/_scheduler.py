@@ -16,12 +16,17 @@ from ._fast import constructor
 from ._models import Job, WorkerView
 from ._planning import plan
 from ._quota import QuotaManager
+from .errors import StorageError
 from .events import JobAssigned
 from .ports import Assignment, SchedulingPolicy
 
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("hodei.scheduler")
+
+# The pause after a pass failed on a store error (doubled at each failure in a row, up to the
+# interval of passes at rest).
+_FIRST_PAUSE_S = 0.05
 
 # every assignment is announced with one (see ``_fast``)
 _job_assigned = constructor(JobAssigned)
@@ -80,6 +85,7 @@ class Scheduler:
         """Schedule until cancelled."""
         task_status.started()
         last_pass = -math.inf
+        failures = 0  # passes failed in a row
         while True:
             with trio.move_on_after(self._interval_s):
                 await self._wake.wait()
@@ -90,8 +96,20 @@ class Scheduler:
             self._wake = trio.Event()
             job_queued, self._queued = self._queued, False
             last_pass = trio.current_time()
-            while await self.schedule_once(job_queued=job_queued) >= self._batch:
-                job_queued = False  # a full batch was placed: there may be more
+            try:
+                while await self.schedule_once(job_queued=job_queued) >= self._batch:
+                    job_queued = False  # a full batch was placed: there may be more
+            except StorageError as error:
+                # The store failed (a database restarting, a deadlock met too often): the
+                # pass is lost, not the engine. Jobs stay queued; a pass after a pause reads
+                # everything again, the pause doubling while the store keeps failing.
+                failures += 1
+                pause = min(self._interval_s, _FIRST_PAUSE_S * 2 ** min(failures - 1, 16))
+                log.warning("a scheduling pass failed, the next in %.2fs: %s", pause, error)
+                await trio.sleep(pause)
+                self.job_queued()
+            else:
+                failures = 0
 
     async def schedule_once(self, *, job_queued: bool = False) -> int:
         """One pass; returns how many jobs were assigned. ``job_queued``: a job was queued since

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from typing import cast
 
@@ -11,8 +12,11 @@ import trio
 from . import _lifecycle as lifecycle
 from ._context import Context, check_name, job_ended, new_id
 from ._models import Job, JobState, Worker, WorkerRegistration, WorkerState
+from .errors import StorageError
 from .events import WorkerDrainRequested, WorkerLeft, WorkerLost, WorkerRegistered
 from .ports import Instructions
+
+log = logging.getLogger("hodei.workers")
 
 __all__ = ["WorkerManagement"]
 
@@ -198,8 +202,15 @@ class WorkerManagement:
     async def run_reaper(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Reap silent workers until cancelled, checking a few times per ``lost_after_s``."""
+        """Reap silent workers until cancelled, checking a few times per ``lost_after_s``.
+
+        A check that fails on a store error is logged, and the next one comes as usual.
+        """
         task_status.started()
         while True:
             await trio.sleep(self.lost_after_s / 4)
-            await self.reap()
+            try:
+                await self.reap()
+            except StorageError as error:
+                pause = self.lost_after_s / 4
+                log.warning("looking for lost workers failed, again in %gs: %s", pause, error)
