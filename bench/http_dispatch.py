@@ -4,9 +4,12 @@ Real processes, as an operator runs them: ``python -m hodei_backends._cli server
 TOML config giving fixed tokens, and four ``python -m hodei_agent --slots 4``. Three
 measurements, each repeat against a fresh server and fleet:
 
-- dispatch latency: 200 jobs submitted one at a time; the job's ``started_at`` (set by the
-  server when the agent reports the process started) minus the client's wall clock just
-  before the POST; targets p50 < 20 ms, p99 < 100 ms;
+- dispatch latency: 200 jobs submitted one at a time, each ``date +%s.%N``: the wall clock
+  the job's process printed (it is read back from the job's log) minus the client's just
+  before the POST, so from the submission to a process that has started and run; targets
+  p50 < 20 ms, p99 < 100 ms. The job's ``started_at``, which the server sets when the
+  agent's report that the process started arrives, is reported too: it adds that report's
+  trip to the server (every process here is on one machine, so the clocks agree);
 - throughput: 1,000 jobs running ``true`` submitted by 8 concurrent clients, timed until all
   have ended (polling the list of live jobs every 50 ms); target >= 200 jobs/s; the rate of
   the submissions alone is reported too (for information);
@@ -164,15 +167,18 @@ async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
         await trio.sleep(0.01)
 
 
-async def _latency(client: httpx.AsyncClient) -> list[float]:
-    latencies = []
+async def _latency(client: httpx.AsyncClient) -> tuple[list[float], list[float]]:
+    """(submit -> the process runs, submit -> the server has its start report), in ms."""
+    at_process, at_server = [], []
     for _ in range(LATENCY_JOBS):
         before = time.time()
-        job = await _finished(client, await _submit(client, ["true"]))
-        if job["started_at"] is None:
-            raise RuntimeError(f"job never started: {job}")
-        latencies.append((job["started_at"] - before) * 1000)
-    return latencies
+        job = await _finished(client, await _submit(client, ["date", "+%s.%N"]))
+        if job["state"] != "succeeded" or job["started_at"] is None:
+            raise RuntimeError(f"job did not run: {job}")
+        printed = (await client.get(f"/api/v1/jobs/{job['id']}/logs")).text
+        at_process.append((float(printed) - before) * 1000)
+        at_server.append((job["started_at"] - before) * 1000)
+    return at_process, at_server
 
 
 async def _throughput(client: httpx.AsyncClient) -> tuple[float, float]:
@@ -219,12 +225,14 @@ async def _measure() -> dict[str, float]:
     async with _cluster() as client:
         for _ in range(10):  # warm up connections and the agents
             await _finished(client, await _submit(client, ["true"]))
-        latencies = await _latency(client)
+        latencies, recorded = await _latency(client)
         rate, submit_rate = await _throughput(client)
         lags = await _log_lag(client)
     return {
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
+        "recorded_p50": percentile(recorded, 50),
+        "recorded_p99": percentile(recorded, 99),
         "rate": rate,
         "submit_rate": submit_rate,
         "log_p50": percentile(lags, 50),
@@ -237,8 +245,10 @@ def run(repeats: int = 3) -> list[Result]:
     values = repeat(repeats, lambda: trio.run(_measure))
     fleet = f"{AGENTS} agents x {SLOTS} slots"
     return [
-        Result("http: submit -> agent start p50", values["p50"], "ms", 20, False),
-        Result("http: submit -> agent start p99", values["p99"], "ms", 100, False),
+        Result("http: submit -> process running p50", values["p50"], "ms", 20, False),
+        Result("http: submit -> process running p99", values["p99"], "ms", 100, False),
+        Result("http: submit -> start recorded p50", values["recorded_p50"], "ms", None, False),
+        Result("http: submit -> start recorded p99", values["recorded_p99"], "ms", None, False),
         Result(f"http: `true` end to end, {fleet}", values["rate"], "jobs/s", 200, True),
         Result("http: submissions alone (8 clients)", values["submit_rate"], "jobs/s", None, True),
         Result("http: log line -> SSE subscriber p50", values["log_p50"], "ms", None, False),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import attrs
 import trio
@@ -23,7 +24,7 @@ from hodei_core import (
     Stream,
     WorkerRegistration,
 )
-from hodei_core.ports import Executor, LogSink
+from hodei_core.ports import Executor, Instructions, LogSink
 from hodei_core.testing import ManualExecutor, trio_wall_clock
 from hodei_core.worker import InProcessControlPlane, WorkerLoop
 
@@ -195,3 +196,109 @@ async def test_a_job_dropped_after_its_scope_went_off_leaves_no_spent_scope_behi
         after = await engine.submit(JobSpec(command=["x"], name="after"))
         job = await engine.wait(after.id)
         assert (job.state, job.failure) == (JobState.SUCCEEDED, None)
+
+
+class _HoldsStarts:
+    """The in-process control plane, but each start report waits until the test lets it
+    through, or refuses it as a stale attempt's (and, as a server that gave the job to another
+    worker would, hands it out no more); it records the order of what it was told."""
+
+    def __init__(self, inner: InProcessControlPlane) -> None:
+        self.inner = inner
+        self.told: list[str] = []
+        self.refused: set[str] = set()
+        self._answers: dict[str, trio.MemoryReceiveChannel[bool]] = {}
+        self._senders: dict[str, trio.MemorySendChannel[bool]] = {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def _channel(self, job_id: str) -> trio.MemorySendChannel[bool]:
+        if job_id not in self._senders:
+            self._senders[job_id], self._answers[job_id] = trio.open_memory_channel(1)
+        return self._senders[job_id]
+
+    def answer(self, job_id: str, *, take: bool) -> None:
+        self._channel(job_id).send_nowait(take)
+
+    async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
+        self._channel(job_id)
+        if not await self._answers[job_id].receive():
+            self.refused.add(job_id)
+            self.told.append(f"refused start {job_id}")
+            raise StaleAttempt(job_id, attempt, attempt + 1)
+        await self.inner.start(worker_id, job_id, attempt)
+        self.told.append(f"start {job_id}")
+
+    async def poll(
+        self, worker_id: str, running: Sequence[tuple[str, int]], timeout_s: float
+    ) -> Instructions:
+        instructions = await self.inner.poll(worker_id, running, timeout_s)
+        jobs = tuple(job for job in instructions.jobs if job.id not in self.refused)
+        return attrs.evolve(instructions, jobs=jobs)
+
+    async def append_logs(
+        self, worker_id: str, job_id: str, attempt: int, chunks: Sequence[LogChunk]
+    ) -> None:
+        self.told.append(f"logs {job_id}")
+        await self.inner.append_logs(worker_id, job_id, attempt, chunks)
+
+    async def finish(self, worker_id: str, job_id: str, *args: Any, **kwargs: Any) -> None:
+        self.told.append(f"finish {job_id}")
+        await self.inner.finish(worker_id, job_id, *args, **kwargs)
+
+
+@asynccontextmanager
+async def _worker_starting_alongside(
+    executor: Executor,
+) -> AsyncIterator[tuple[Hodei, WorkerLoop, _HoldsStarts]]:
+    engine = Hodei(store=MemoryStore(), bus=MemoryEventBus(), clock=trio.current_time)
+    async with trio.open_nursery() as nursery, engine.control_plane() as inner:
+        await nursery.start(engine.run)
+        control = _HoldsStarts(inner)
+        settings = attrs.evolve(FAST, log_batch_bytes=10, start_alongside=True)
+        registration = WorkerRegistration(name="w", capacity=Capacity(slots=2))
+        loop = WorkerLoop(control, executor, registration, settings=settings)
+        await nursery.start(loop.run)
+        yield engine, loop, control
+        nursery.cancel_scope.cancel()
+
+
+async def test_started_alongside_the_job_runs_before_its_start_is_taken_and_reports_after(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    manual = ManualExecutor()
+    async with _worker_starting_alongside(manual) as (engine, _, control):
+        job = await engine.submit(JobSpec(command=["x"]))
+        # the executor runs although the start report has no answer yet
+        await manual.started(job.id)
+        manual.finish(job.id, 0, output="more output than a batch\n")
+        await trio.sleep(1)
+        assert control.told == []
+        assert (await engine.get(job.id)).state is JobState.ASSIGNED
+        control.answer(job.id, take=True)
+        done = await engine.wait(job.id)
+        assert done.state is JobState.SUCCEEDED
+        assert await engine.log_text(job.id) == "more output than a batch\n"
+        assert control.told[0] == f"start {job.id}"
+        assert control.told[-1] == f"finish {job.id}"
+
+
+async def test_started_alongside_a_refused_start_stops_the_job_and_reports_nothing_of_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    manual = ManualExecutor()
+    async with _worker_starting_alongside(manual) as (engine, loop, control):
+        stale = await engine.submit(JobSpec(command=["x"]))
+        await manual.started(stale.id)
+        control.answer(stale.id, take=False)
+        await trio.sleep(1)
+        assert stale.id not in manual.running  # stopped
+        assert loop.running == []
+        assert control.told == [f"refused start {stale.id}"]
+        # the runner goes on with the next job
+        fine = await engine.submit(JobSpec(command=["x"]))
+        control.answer(fine.id, take=True)
+        await manual.started(fine.id)
+        manual.finish(fine.id, 0)
+        assert (await engine.wait(fine.id)).state is JobState.SUCCEEDED

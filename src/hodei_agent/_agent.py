@@ -124,7 +124,9 @@ async def run_agent(
         outbox_bytes=settings.outbox_bytes,
     )
     async with control:
-        loop = WorkerLoop(control, executor, registration, settings=WorkerSettings())
+        # the process starts while the start report travels: a round trip sooner on every job
+        worker_settings = WorkerSettings(start_alongside=True)
+        loop = WorkerLoop(control, executor, registration, settings=worker_settings)
         control.session.on_registered = lambda registered: _pace(loop, settings, registered)
         signals = _Signals(loop, control)
         with trio.CancelScope() as work:

@@ -18,8 +18,8 @@ import attrs
 import trio
 
 from ._context import Clock
-from ._masking import SecretMasker
-from ._models import Job, LogChunk, Outcome, Stream, Worker, WorkerRegistration
+from ._job_log import STARTED, JobLog
+from ._models import Job, Outcome, Stream, Worker, WorkerRegistration
 from .errors import ExecutorError, JobAlreadyFinished, JobNotFound, StaleAttempt
 from .ports import ControlPlane, Executor, Instructions
 
@@ -39,6 +39,13 @@ class WorkerSettings:
 
     ``heartbeat_interval_s`` is the pace until a heartbeat answer asks for another one, which
     the loop then keeps, unless ``pinned_heartbeat`` (the user chose the pace).
+
+    ``start_alongside``: start a job's executor while its start report is on its way, instead
+    of once the control plane took it. For a remote control plane this saves a round trip on
+    every job's way to its process; a start refused as stale then stops the executor, as a
+    cancel does, and nothing more is reported of the attempt. Until the start is taken, the
+    job's output waits in the worker (a job with more than a log batch of it waits too), and
+    so does its final report, so that the control plane hears of an attempt in order.
     """
 
     heartbeat_interval_s: float = 5.0
@@ -46,58 +53,19 @@ class WorkerSettings:
     poll_timeout_s: float = 25.0
     log_batch_bytes: int = 64 * 1024
     log_flush_interval_s: float = 0.1
-
-
-class _JobLog:
-    """The ``LogSink`` of one attempt: masks, numbers and batches its output."""
-
-    def __init__(self, loop: WorkerLoop, job: Job) -> None:
-        self._loop = loop
-        self._job = job
-        secrets = job.spec.secrets.values()
-        # most jobs have no secrets: their output needs no masker at all
-        self._maskers = {stream: SecretMasker(secrets) for stream in Stream} if secrets else None
-        self._seq = 0
-        self._pending: list[LogChunk] = []
-        self._pending_bytes = 0
-
-    async def write(self, stream: Stream, data: str) -> None:
-        self._add(stream, data if self._maskers is None else self._maskers[stream].feed(data))
-        if self._pending_bytes >= self._loop.settings.log_batch_bytes:
-            await self.flush()
-
-    def _add(self, stream: Stream, data: str) -> None:
-        if data:
-            if not self._pending:
-                self._loop.logs_waiting.set()
-            self._pending.append(LogChunk(self._seq, stream, data, self._loop.clock()))
-            self._seq += 1
-            self._pending_bytes += len(data)
-
-    def take(self) -> list[LogChunk]:
-        chunks, self._pending, self._pending_bytes = self._pending, [], 0
-        return chunks
-
-    async def flush(self) -> None:
-        chunks = self.take()
-        if chunks:
-            job = self._job
-            await self._loop.control.append_logs(self._loop.worker_id, job.id, job.attempt, chunks)
-
-    def close(self) -> list[LogChunk]:
-        """Whatever is still held back, to go with the final report."""
-        for stream, masker in (self._maskers or {}).items():
-            self._add(stream, masker.flush())
-        return self.take()
+    start_alongside: bool = False
 
 
 @attrs.define
 class _Running:
     job: Job
-    log: _JobLog
+    log: JobLog
     cancelled: bool = False
     #: the cancel scope of the runner whose executor runs the job right now, else None
     executing: trio.CancelScope | None = None
+    #: the control plane did not take the start (``start_alongside``; it refused it, or the
+    #: report failed): nothing more is reported of the attempt
+    untaken: bool = False
 
     def stop(self) -> None:
         """Stop the job as a cancel: its process if it runs, else it will not be started."""
@@ -217,7 +185,7 @@ class WorkerLoop:
             assert nursery is not None
             key = (job.id, job.attempt)
             if key not in self._running and not self._draining:
-                running = self._running[key] = _Running(job, _JobLog(self, job))
+                running = self._running[key] = _Running(job, JobLog(self, job))
                 self._todo.append(running)
                 self._wake_runner(nursery)
 
@@ -285,7 +253,7 @@ class WorkerLoop:
                     running = self._todo.popleft()
                     if self._todo:
                         self._wake_runner(nursery)
-                    late = await self._run_job(running, scope)
+                    late = await self._run_job(running, scope, nursery)
                     if late is None:
                         running = None  # done with, reported or dropped
             if running is not None:
@@ -293,14 +261,19 @@ class WorkerLoop:
                 # just after the scope went off (``late``)
                 await self._end(running, late)
 
-    async def _run_job(self, running: _Running, scope: trio.CancelScope) -> Outcome | None:
+    async def _run_job(
+        self, running: _Running, scope: trio.CancelScope, nursery: trio.Nursery
+    ) -> Outcome | None:
         """Start, execute and report ``running`` in the runner's ``scope``; returns the outcome
         when the scope went off (a cancel or a timeout) after the executor returned, so that
         the runner reports it from outside the scope. A job whose executor is stopped leaves
         by the ``Cancelled`` exception, which the scope catches."""
         job = running.job
         try:
-            await self.control.start(self._id, job.id, job.attempt)
+            if running.log.started is STARTED:
+                await self.control.start(self._id, job.id, job.attempt)
+            else:
+                nursery.start_soon(self._start, running)
             if running.cancelled:
                 outcome = Outcome(None, cancelled=True)
             else:
@@ -316,11 +289,39 @@ class WorkerLoop:
                         scope.deadline = math.inf
                 if scope.cancel_called:
                     return outcome
-            await self.control.finish(self._id, job.id, job.attempt, outcome, running.log.close())
+            if await self._taken(running):
+                await self.control.finish(
+                    self._id, job.id, job.attempt, outcome, running.log.close()
+                )
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
         self._done(running)
         return None
+
+    async def _start(self, running: _Running) -> None:
+        """Report the start of ``running``, whose executor starts meanwhile; a refusal stops
+        it (``start_alongside``)."""
+        job = running.job
+        taken = False
+        try:
+            await self.control.start(self._id, job.id, job.attempt)
+            taken = True
+        except _GONE as exc:
+            log.info("job %s attempt %s dropped, its start refused: %s", job.id, job.attempt, exc)
+            running.stop()
+        finally:
+            running.untaken = not taken
+            running.log.started.set()
+        if running.log.holds_output:
+            self.logs_waiting.set()
+
+    @staticmethod
+    async def _taken(running: _Running) -> bool:
+        """Whether the control plane took the start of ``running``, once it has answered."""
+        started = running.log.started
+        if not started.is_set():
+            await started.wait()
+        return not running.untaken
 
     async def _end(self, running: _Running, late: Outcome | None) -> None:
         """Report a job whose scope went off: with ``late``, what its executor returned, else
@@ -328,7 +329,10 @@ class WorkerLoop:
         job = running.job
         try:
             outcome = late if late is not None else await self._stopped(running)
-            await self.control.finish(self._id, job.id, job.attempt, outcome, running.log.close())
+            if await self._taken(running):
+                await self.control.finish(
+                    self._id, job.id, job.attempt, outcome, running.log.close()
+                )
         except _GONE as exc:
             log.info("job %s attempt %s dropped: %s", job.id, job.attempt, exc)
         finally:
