@@ -124,8 +124,11 @@ async def run_agent(
         outbox_bytes=settings.outbox_bytes,
     )
     async with control:
-        # the process starts while the start report travels: a round trip sooner on every job
-        worker_settings = WorkerSettings(start_alongside=True)
+        # The process starts while the start report travels: a round trip sooner on every
+        # job. The executor already sends each stream's output in batches of up to 100 ms: a
+        # second 100 ms wait in the loop would double the lag of a live log, so the loop only
+        # gathers what comes together (several jobs', both streams) into one report.
+        worker_settings = WorkerSettings(start_alongside=True, log_flush_interval_s=0.02)
         loop = WorkerLoop(control, executor, registration, settings=worker_settings)
         control.session.on_registered = lambda registered: _pace(loop, settings, registered)
         signals = _Signals(loop, control)
