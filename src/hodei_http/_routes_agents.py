@@ -21,7 +21,7 @@ from starlette.types import Receive
 
 from hodei_core import Job, Worker, WorkerState
 from hodei_core.errors import BackendError, HodeiError, JobNotFound
-from hodei_core.events import JobAssigned
+from hodei_core.events import Event, JobAssigned
 from hodei_core.ports import Instructions
 
 from ._api import ID, Api, Endpoint, json_request, own_worker, path_id
@@ -76,6 +76,16 @@ async def _instructions(
 ) -> Instructions | None:
     workers = api.hodei.workers
     worker: Worker | None = None
+    read = False  # the worker's jobs were read, and since then came only ``assigned``
+    assigned: list[tuple[str, int]] = []
+
+    def heard(event: Event) -> None:
+        nonlocal worker
+        if type(event) is JobAssigned:
+            assigned.append((event.job_id, event.attempt))
+        else:
+            worker = None
+
     async with api.hodei.bus.subscribe(f"workers.{worker_id}.>") as inbox:
         deadline = trio.current_time() + wait_s
         while True:
@@ -85,8 +95,18 @@ async def _instructions(
             # loss) has it read again.
             with contextlib.suppress(trio.WouldBlock):
                 while True:
-                    if not isinstance(inbox.receive_nowait(), JobAssigned):
-                        worker = None
+                    heard(inbox.receive_nowait())
+            if read and worker is not None and assigned:
+                # Only assignments since the last read, each left at hand by this process's
+                # scheduler: the jobs as a store read would give them, without the read (nothing
+                # else about the worker changed, or an event would have said so).
+                handed = workers.take_handed(assigned)
+                if handed is not None:
+                    held = set(running)
+                    jobs = tuple(job for job in handed if (job.id, job.attempt) not in held)
+                    if jobs:
+                        return Instructions(jobs=jobs, drain=worker.state is WorkerState.DRAINING)
+            assigned.clear()
             if worker is None:
                 worker = await workers.get(worker_id)
             if worker.state is WorkerState.LOST:
@@ -97,13 +117,13 @@ async def _instructions(
                     return instructions
                 worker = await workers.get(worker_id)
             instructions = await workers.instructions(worker, running)
+            read = True
             if instructions.jobs or instructions.cancel or instructions.drain:
                 return instructions
             # until the bus or the sweep wakes this poll (the sweep cancels `wait`, and looks
             # for assignments only)
             with trio.move_on_at(deadline) as wait, api.polls.waiting(worker_id, wait, wait_s):
-                if not isinstance(await inbox.receive(), JobAssigned):
-                    worker = None
+                heard(await inbox.receive())
             if trio.current_time() >= deadline:
                 # no read for what came at the last moment: the agent's next poll does it first
                 return None

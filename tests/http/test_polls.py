@@ -74,15 +74,20 @@ async def test_a_job_the_bus_did_not_announce_reaches_the_waiting_poll(
 
 
 class _CountingStore(MemoryStore):
-    """A memory store that counts reads of worker records."""
+    """A memory store that counts reads of worker records and of a worker's jobs."""
 
     def __init__(self) -> None:
         super().__init__()
         self.worker_reads = 0
+        self.jobs_reads = 0
 
     async def get_worker(self, worker_id: str):  # type: ignore[no-untyped-def]
         self.worker_reads += 1
         return await super().get_worker(worker_id)
+
+    async def active_jobs(self, worker_id: str):  # type: ignore[no-untyped-def]
+        self.jobs_reads += 1
+        return await super().active_jobs(worker_id)
 
 
 @contextlib.asynccontextmanager
@@ -132,10 +137,12 @@ async def test_a_poll_woken_by_an_assignment_does_not_read_its_worker_again(
         async with trio.open_nursery() as polls:
             polls.start_soon(worker.poll, 5)
             await trio.testing.wait_all_tasks_blocked()
-            reads = store.worker_reads
+            reads, jobs_reads = store.worker_reads, store.jobs_reads
             job = await engine.submit(JobSpec(command=["true"]), tenant="acme")
         assert [job["id"] for job in worker.answers[-1].json()["jobs"]] == [job.id]
         assert store.worker_reads == reads  # the assignment woke it: no read of the worker
+        # nor of its jobs: the job is answered as the scheduler left it at hand
+        assert store.jobs_reads == jobs_reads
 
         async with trio.open_nursery() as polls:
             polls.start_soon(worker.poll, 5, [job.id])
@@ -144,6 +151,25 @@ async def test_a_poll_woken_by_an_assignment_does_not_read_its_worker_again(
             await engine.drain_worker(worker.worker_id)
         assert worker.answers[-1].json()["drain"] is True
         assert store.worker_reads > reads  # a drain is news about the worker itself
+
+
+async def test_a_poll_woken_by_another_engines_assignment_reads_the_workers_jobs(
+    nursery: trio.Nursery,
+    settings: ServerSettings,
+) -> None:
+    store, bus = _CountingStore(), MemoryEventBus()
+    served = Hodei(store=store, bus=bus, quotas=settings.quotas)  # schedules nothing itself
+    other = Hodei(store=store, bus=bus, quotas=settings.quotas)
+    await nursery.start(other.run)
+    async with _worker_of(served, settings) as (_, worker):
+        async with trio.open_nursery() as polls:
+            polls.start_soon(worker.poll, 5)
+            await trio.testing.wait_all_tasks_blocked()
+            jobs_reads = store.jobs_reads
+            job = await other.submit(JobSpec(command=["true"]), tenant="acme")
+        assert [job["id"] for job in worker.answers[-1].json()["jobs"]] == [job.id]
+        # the served engine's scheduler left nothing at hand: what the store says
+        assert store.jobs_reads == jobs_reads + 1
 
 
 class _LosesCancels(MemoryEventBus):
