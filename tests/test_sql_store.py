@@ -11,6 +11,7 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -39,8 +40,13 @@ from hodei_core import (
     WorkerRegistration,
 )
 from hodei_core.errors import StorageError
-from hodei_core.ports import Assignment
-from hodei_core.testing.contracts import StoreContract
+from hodei_core.ports import Assignment, Store
+from hodei_core.testing.contracts import (
+    CrossProcessStoreContract,
+    DurableStoreContract,
+    StoreContract,
+    StoreOpener,
+)
 
 from ._postgres_server import PostgresServer
 
@@ -63,30 +69,35 @@ class TestSqliteMemoryStore(StoreContract):
             yield store
 
 
-class TestSqliteFileStore(StoreContract):
+class TestSqliteFileStore(StoreContract, DurableStoreContract, CrossProcessStoreContract):
     """A SQLite file: durable, and shared by every process that opens it."""
 
-    durable = True
-    cross_process = True
+    @pytest.fixture
+    def open_store(self, tmp_path: Path) -> StoreOpener:
+        """Opens a store on this test's own file, new and empty."""
+        url = _sqlite_url(tmp_path)
+        return lambda: open_sql_store(url)
 
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    async def store(self, open_store: StoreOpener) -> AsyncIterator[Store]:
         """A fresh, empty store for each test."""
-        async with open_sql_store(_sqlite_url(tmp_path)) as store:
+        async with open_store() as store:
             yield store
 
 
-class TestPostgresStore(StoreContract):
+class TestPostgresStore(StoreContract, DurableStoreContract, CrossProcessStoreContract):
     """PostgreSQL through psycopg 3; each test starts from an emptied database."""
 
-    durable = True
-    cross_process = True
+    @pytest.fixture
+    async def open_store(self, postgres: PostgresServer) -> StoreOpener:
+        """Opens a store on this test's own database, new and empty."""
+        url = await trio.to_thread.run_sync(postgres.fresh_database)
+        return lambda: open_sql_store(url)
 
     @pytest.fixture
-    async def store(self, postgres: PostgresServer) -> AsyncIterator[SqlStore]:
+    async def store(self, open_store: StoreOpener) -> AsyncIterator[Store]:
         """A fresh, empty store for each test."""
-        url = await trio.to_thread.run_sync(postgres.fresh_database)
-        async with open_sql_store(url) as store:
+        async with open_store() as store:
             yield store
 
 
@@ -232,25 +243,6 @@ async def test_jobs_stored_before_0002_count_no_unstarted_loss(empty_database: s
     assert _differences(empty_database) == []
 
 
-async def test_sqlite_file_keeps_its_data_when_reopened(tmp_path: Path) -> None:
-    """What a file store holds is there again after closing and opening it."""
-    job = Job(id="j1", spec=JobSpec(command=("true",), secrets={"K": "v"}), created_at=1.5)
-    async with open_sql_store(_sqlite_url(tmp_path)) as store:
-        await store.add_job(job)
-    async with open_sql_store(_sqlite_url(tmp_path)) as store:
-        assert await store.get_job("j1") == job
-
-
-async def test_postgres_keeps_its_data_when_reopened(postgres: PostgresServer) -> None:
-    """The same for PostgreSQL."""
-    url = await trio.to_thread.run_sync(postgres.fresh_database)
-    job = Job(id="j1", spec=JobSpec(script="echo hi"), created_at=2.5)
-    async with open_sql_store(url) as store:
-        await store.add_job(job)
-    async with open_sql_store(url) as store:
-        assert await store.get_job("j1") == job
-
-
 async def test_postgres_plans_each_statement_for_its_values(postgres: PostgresServer) -> None:
     """PostgreSQL plans every execution of the store's prepared statements anew: a generic
     plan chosen while the tables were small would scan them whole once they are large."""
@@ -302,10 +294,30 @@ async def test_errors_and_cancellation_in_the_block_come_out_as_they_are() -> No
 # -- what differs between the databases ---------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+class _Database(NamedTuple):
+    """A database the SQL store runs on, and what its types can hold that matters here."""
+
+    scheme: str
+    #: whether its text holds U+0000 (PostgreSQL's cannot: the store writes U+FFFD instead)
+    keeps_nul: bool
+
+
+_DATABASES = [_Database("sqlite", keeps_nul=True), _Database("postgresql", keeps_nul=False)]
+
+
+@pytest.fixture(params=_DATABASES, ids=[database.scheme for database in _DATABASES])
+def database(request: pytest.FixtureRequest) -> _Database:
+    """Each database in turn; the tests read what it can hold from here, not from its name."""
+    found: _Database = request.param
+    return found
+
+
+@pytest.fixture
+async def sql_store(
+    database: _Database, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SqlStore]:
     """A fresh store on a SQLite file, then on PostgreSQL."""
-    if request.param == "sqlite":
+    if database.scheme == "sqlite":
         url = _sqlite_url(tmp_path)
     else:
         server: PostgresServer = request.getfixturevalue("postgres")
@@ -333,10 +345,10 @@ async def test_worker_views_hold_plain_numbers(sql_store: SqlStore) -> None:
     )
 
 
-async def test_log_chunks_with_nul_characters(sql_store: SqlStore) -> None:
-    """Output with NUL characters is stored; PostgreSQL, whose text cannot hold them, keeps a
+async def test_log_chunks_with_nul_characters(sql_store: SqlStore, database: _Database) -> None:
+    """Output with NUL characters is stored; a database whose text cannot hold them keeps a
     U+FFFD in their place."""
     await sql_store.append_logs("j1", 1, [LogChunk(0, Stream.STDOUT, "a\x00b", 1.0)])
     (chunk,) = await sql_store.read_logs("j1", 1)
-    expected = "a\x00b" if sql_store.dialect == "sqlite" else "a\ufffdb"
+    expected = "a\x00b" if database.keeps_nul else "a\ufffdb"
     assert chunk == LogChunk(0, Stream.STDOUT, expected, 1.0)

@@ -36,17 +36,54 @@ modules inside it) in ``conftest.py`` before anything imports it::
 
     pytest.register_assert_rewrite("hodei_core.testing.contracts")
 
-Capabilities: a subclass may declare what its adapter offers beyond the contract by setting
-class attributes, so that the tests which need a capability can skip themselves (they return
-early) for adapters that do not claim it:
+Capabilities: some adapters promise more than the contract. A store test class claims such a
+promise by including its suite next to ``StoreContract``; the suite sets the matching class
+attribute and brings the tests that check it:
 
-- ``durable``: the store keeps its data after it is closed and opened again;
-- ``cross_process``: several processes share the state (store) or the events (bus).
+- ``DurableStoreContract`` (``durable``): what the store wrote is there again after it is
+  closed and opened again on the same location;
+- ``CrossProcessStoreContract`` (``cross_process``): stores opened on one location at once
+  share one state; assignments, capacity and updates hold across them. The suite opens them in
+  its own process; whether separate processes do is for the adapter's own tests.
 
-No test in this version of the suite needs either: every test here holds for every adapter.
+Their tests open stores themselves, through an ``open_store`` fixture: a function that opens
+another store on the test's location (fresh and empty when the test starts) each time it is
+called, as an async context manager (``StoreOpener``). The ``store`` fixture can be built on
+it::
+
+    class TestFileStore(StoreContract, DurableStoreContract, CrossProcessStoreContract):
+        @pytest.fixture
+        def open_store(self, tmp_path: Path) -> StoreOpener:
+            url = f"myscheme:///{tmp_path / 'state'}"
+            return lambda: open_my_store(url)
+
+        @pytest.fixture
+        async def store(self, open_store: StoreOpener) -> AsyncIterator[Store]:
+            async with open_store() as store:
+                yield store
+
+The tests of a capability an adapter does not claim are not in its class at all, so they are
+neither run nor reported as skipped. Setting ``durable`` or ``cross_process`` by hand on a
+``StoreContract`` subclass, without its suite, raises ``TypeError`` when the class is defined:
+the claim would go unchecked.
+
+``EventBusContract`` has the same two attributes (a bus that keeps events for absent
+subscribers; one whose events reach other processes). They are informative: no test of this
+version of the suite uses them.
 """
 
 from ._bus import MIN_BUFFERED_EVENTS, RECEIVE_TIMEOUT_S, EventBusContract
 from ._store import StoreContract
+from ._store_durable import DurableStoreContract
+from ._store_shared import CrossProcessStoreContract
+from ._support import StoreOpener
 
-__all__ = ["EventBusContract", "MIN_BUFFERED_EVENTS", "RECEIVE_TIMEOUT_S", "StoreContract"]
+__all__ = [
+    "CrossProcessStoreContract",
+    "DurableStoreContract",
+    "EventBusContract",
+    "MIN_BUFFERED_EVENTS",
+    "RECEIVE_TIMEOUT_S",
+    "StoreContract",
+    "StoreOpener",
+]

@@ -4,7 +4,7 @@ and a tiny ``pytest.raises`` (the suites must not import pytest)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Generic, TypeVar
 
 from ..._lifecycle import start, transition_worker
@@ -27,6 +27,23 @@ from ...ports import Assignment, Store
 
 #: A wall-clock time to build timestamps from; any value works, a round one reads well.
 _T0 = 1_000_000.0
+
+#: What an ``open_store`` fixture returns: each call opens another store on the same location
+#: (the test's own, fresh and empty when the test starts), as an async context manager that
+#: closes that store.
+StoreOpener = Callable[[], AbstractAsyncContextManager[Store]]
+
+
+class _StoreCapabilities:
+    """What a store offers beyond the contract; the capability suites set these to True.
+
+    One base for ``StoreContract`` and the capability suites, so that whichever order a test
+    class lists them in, the suite it includes is the one that sets the attribute.
+    """
+
+    durable: bool = False
+    cross_process: bool = False
+
 
 _E = TypeVar("_E", bound=BaseException)
 
