@@ -175,6 +175,8 @@ async def test_the_engine_runs_jobs_over_nats(
             await _run_one_job(hodei, manual, "first")
 
 
+# One job at a time, to time each stage; an outage in the middle of a busy run between two
+# engine processes is test_nats_outage.py, and how the server reports it test_health.py.
 @pytest.mark.slow
 async def test_the_engine_keeps_working_while_nats_is_down(
     own_nats_server: NatsServer, manual: ManualExecutor

@@ -20,6 +20,7 @@ from hodei_core.errors import BackendError, JobNotFound
 from ._api import Api, routes
 from ._auth import Authenticator
 from ._errors import ApiError, LastResort, error_response, http_exception_handler, json_response
+from ._health import bus_state
 from ._metrics import Metrics
 from ._openapi import openapi_document
 from ._routes_agents import agent_endpoints
@@ -41,16 +42,19 @@ def _service_routes(api: Api) -> list[Route]:
         return json_response({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        # Ready is the store's word alone: with the bus down the engine works on by reading the
+        # store (DESIGN §3), so taking the server out of rotation would help nobody. The body
+        # says how the bus stands, for whoever looks.
         with trio.move_on_after(_READY_TIMEOUT_S):
             try:
                 # the cheapest question a store can answer: an indexed lookup of nothing
                 await api.hodei.store.get_job("job-readiness-probe")
             except JobNotFound:
-                return json_response({"status": "ready"})
+                pass
             except BackendError as exc:
                 message = f"the store does not answer: {type(exc).__name__}"
                 return error_response(ApiError(503, "not_ready", message))
-            return json_response({"status": "ready"})
+            return json_response({"status": "ready", "bus": bus_state(api.hodei.bus)})
         return error_response(ApiError(503, "not_ready", "the store is too slow to answer"))
 
     async def metrics(request: Request) -> Response:

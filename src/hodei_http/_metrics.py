@@ -4,7 +4,7 @@ and histograms do not justify a client library).
 Gauges of jobs and workers are read from the store at scrape time, so they are true for the
 whole deployment. Counters and histograms are this process's own: what its endpoints saw
 (dispatch latency at each start report, log lag at each log report) and the job events its
-bus delivered.
+bus delivered; so is ``hodei_bus_up``, its own connection to the bus.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import trio
 from hodei_core import Hodei, JobState, WorkerState
 from hodei_core.events import JobFinished, JobSubmitted
 from hodei_core.ports import JobQuery
+
+from ._health import bus_state
 
 __all__ = ["Histogram", "Metrics"]
 
@@ -127,6 +129,10 @@ class Metrics:
             "# HELP hodei_long_polls_waiting Agent long-polls waiting for work now.",
             "# TYPE hodei_long_polls_waiting gauge",
             f"hodei_long_polls_waiting {self.polls_waiting}",
+            "# HELP hodei_bus_up Whether this process's event bus is connected (0 while down: "
+            "the engine works on by re-reading the store, with more latency).",
+            "# TYPE hodei_bus_up gauge",
+            f"hodei_bus_up {int(bus_state(hodei.bus) == 'up')}",
             *self.dispatch_latency.lines(),
             *self.start_latency.lines(),
             *self.log_lag.lines(),

@@ -333,8 +333,8 @@ def _service_paths() -> Spec:
     return {
         "/healthz": plain("healthz", "The process is up", {"200": _json("up", "Status")}),
         "/readyz": plain(
-            "readyz", "The store answers",
-            {"200": _json("ready", "Status"), "503": _error("not ready")},
+            "readyz", "The store answers (the bus may be down: the engine works on without it)",
+            {"200": _json("ready", "Readiness"), "503": _error("not ready")},
         ),
         "/metrics": plain(
             "metrics", "Prometheus metrics",

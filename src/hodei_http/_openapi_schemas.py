@@ -144,6 +144,9 @@ SCHEMAS: dict[str, Schema] = {
         {"path": {"type": "string", "description": "e.g. steps[2].depends_on[0]"}, "message": _STR}
     ),
     "Status": _closed({"status": _STR}),
+    "Readiness": _closed(
+        {"status": _STR, "bus": _enum(["up", "down"], "down: the engine re-reads the store")}
+    ),
     "Resources": _closed({"cpu": _NUM, "memory_mb": _INT}),
     "JobSpec": _closed({**_SPEC_OUT, "name": _STR}),
     "JobSpecInput": {

@@ -34,7 +34,8 @@ class NatsEventBus:
       counted in ``unsent`` and logged (once per outage) on the ``hodei.nats`` logger. Consumers
       re-read the store on a timer, so the engine keeps working, only with more latency. The
       connection reconnects on its own, without limit, and subscriptions resume by themselves;
-      ``healthy`` and ``connection_state`` say how things stand (for ``/readyz``).
+      ``healthy`` and ``connection_state`` say how things stand (the server shows ``healthy``
+      as ``"bus"`` in ``/readyz`` and as ``hodei_bus_up`` in ``/metrics``).
 
     Failures that are not an outage raise ``BusError``, with the driver's exception as
     ``__cause__`` when there is one: opening when no server answers (or it refuses the
