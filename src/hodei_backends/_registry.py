@@ -36,9 +36,70 @@ class UnknownScheme(HodeiError):
     driver is not installed (the message says what to install)."""
 
 
+# NATS reads a user name without a password as a token, and Hodei splits its URLs into
+# servers at commas (so no NATS password holds one); other schemes' user names are just names.
+_NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# a URL runs from its scheme to the next whitespace
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(\S*)")
+# query parameters that carry secrets: password, sslpassword, passwd, pwd, token, secret, ...
+_SECRET_PARAM = re.compile(
+    r"[?&][^&=\s]*(?:pass|pwd|secret|token|credential|api_?key)[^&=\s]*=([^&\s]*)",
+    re.IGNORECASE,
+)
+_Span = tuple[int, int]
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, fit for logs and reprs."""
-    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+    """``url`` with its secrets replaced by ``***``, fit for logs and reprs.
+
+    Hidden: the password (``user:***@host``), a NATS user name without a password (a token:
+    ``nats://***@host``), and the values of query parameters whose names speak of a password,
+    token, secret, credential or API key. A password runs to the last ``@`` (of the URL, or of
+    a NATS server), as passwords may hold ``/`` or ``@``; where a password and a parameter
+    could be read in two ways, both readings are hidden: more than needed, never less. Works on
+    any text: each URL in it, up to whitespace, is redacted.
+    """
+    return _URL.sub(_redact_one, url)
+
+
+def _redact_one(match: re.Match[str]) -> str:
+    scheme, rest = match[1], match[2]
+    if scheme.lower() in _NATS_SCHEMES:
+        spans: list[_Span] = []
+        offset = 0
+        for number, server in enumerate(rest.split(",")):
+            # the servers after the first may repeat the scheme, or leave it out
+            repeated = _SCHEME.match(server) if number else None
+            skip = repeated.end() if repeated else 0
+            spans += _credentials(server[skip:], offset + skip, token_user=True)
+            offset += len(server) + 1
+    else:
+        spans = _credentials(rest, 0, token_user=False)
+    spans += (param.span(1) for param in _SECRET_PARAM.finditer(rest))
+    return f"{scheme}://{_masked(rest, spans)}"
+
+
+def _credentials(rest: str, offset: int, *, token_user: bool) -> list[_Span]:
+    """Where the password (or a token user) is in ``rest``, what follows ``scheme://``."""
+    userinfo, at, _ = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or "/" in user:  # no credentials: any @ is in the path (sqlite:///a@b.db)
+        return []
+    if colon:
+        return [(offset + len(user) + 1, offset + len(userinfo))]
+    return [(offset, offset + len(userinfo))] if token_user else []
+
+
+def _masked(text: str, spans: list[_Span]) -> str:
+    """``text`` with each span, or each run of overlapping or touching spans, as ``***``."""
+    shown: list[str] = []
+    hidden_to = 0
+    for start, end in sorted(spans):
+        if start > hidden_to or not shown:
+            shown += [text[hidden_to:start], "***"]
+        hidden_to = max(hidden_to, end)
+    return "".join([*shown, text[hidden_to:]])
 
 
 @asynccontextmanager
@@ -55,7 +116,7 @@ def _nats_bus(url: str) -> AbstractAsyncContextManager[EventBus]:
     try:
         from .nats import open_nats_bus  # noqa: PLC0415 - nats-py is an optional extra
     except ModuleNotFoundError as exc:
-        if exc.name != "nats":
+        if (exc.name or "").partition(".")[0] != "nats":
             raise
         raise UnknownScheme(
             "bus scheme 'nats' needs an extra: pip install 'hodei-pipelines[nats]'"
@@ -67,9 +128,13 @@ def _sql_store(url: str) -> AbstractAsyncContextManager[Store]:
     try:
         from .sql import open_sql_store  # noqa: PLC0415 - keep `import hodei_backends` light
     except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("sqlalchemy", "alembic"):
+            raise
         scheme = url.partition("://")[0]
+        # the postgres extra brings SQLAlchemy and psycopg; sql alone has no PostgreSQL driver
+        extra = _EXTRAS.get(scheme, "sql")
         raise UnknownScheme(
-            f"store scheme {scheme!r} needs an extra: pip install 'hodei-pipelines[sql]'"
+            f"store scheme {scheme!r} needs an extra: pip install 'hodei-pipelines[{extra}]'"
         ) from exc
     return open_sql_store(url)
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import attrs
 
+from hodei_backends import redact_url
 from hodei_core import TenantQuota
 
 __all__ = [
@@ -112,6 +113,11 @@ class TenantSettings:
     quota: TenantQuota = attrs.field(factory=TenantQuota)
 
 
+def _url_repr(url: str) -> str:
+    # settings get logged and shown in tracebacks: a store or bus URL may hold a password
+    return repr(redact_url(url))
+
+
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     """Everything ``serve`` and ``create_app`` need; build it with ``load_settings``, or
@@ -136,8 +142,8 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    store: str = "sqlite:///./hodei.db"
-    bus: str = "memory://"
+    store: str = attrs.field(default="sqlite:///./hodei.db", repr=_url_repr)
+    bus: str = attrs.field(default="memory://", repr=_url_repr)
     agent_token_sha256: str = attrs.field(default="", repr=False)
     tenants: tuple[TenantSettings, ...] = ()
     secret: bytes = attrs.field(factory=lambda: secrets.token_bytes(32), repr=False)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import pytest
 
 from hodei_core import TenantQuota
-from hodei_http import SettingsError, load_settings
+from hodei_http import ServerSettings, SettingsError, load_settings
 from hodei_http._cli import HELP, command
+from hodei_http._serve import _announce
 from hodei_http._settings import hash_token, is_loopback
 
 CONFIG = """\
@@ -158,3 +160,25 @@ def test_the_command_reports_an_unknown_store(capsys: pytest.CaptureFixture[str]
     assert handler(args) == 2  # type: ignore[operator]
     err = capsys.readouterr().err
     assert err.startswith("hodei server: unknown store scheme 'nosuch'") and err.count("\n") == 1
+
+
+STORE = "postgresql://hodei:hunter2@db.example/hodei"
+BUS = "nats://s3cr3t-t0ken@nats.example:4222"
+
+
+def test_the_repr_hides_the_store_and_bus_credentials() -> None:
+    settings = ServerSettings(store=STORE, bus=BUS)
+    shown = repr(settings)
+    assert "hunter2" not in shown and "s3cr3t-t0ken" not in shown
+    assert "store='postgresql://hodei:***@db.example/hodei'" in shown
+    assert "bus='nats://***@nats.example:4222'" in shown
+    assert (settings.store, settings.bus) == (STORE, BUS)  # only shown redacted
+
+
+def test_the_listening_line_hides_the_store_and_bus_credentials() -> None:
+    out = io.StringIO()
+    _announce(ServerSettings(store=STORE, bus=BUS), "http://127.0.0.1:8080", out)
+    assert out.getvalue() == (
+        "hodei server listening on http://127.0.0.1:8080 "
+        "(store postgresql://hodei:***@db.example/hodei, bus nats://***@nats.example:4222)\n"
+    )
