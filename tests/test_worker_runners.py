@@ -302,3 +302,60 @@ async def test_started_alongside_a_refused_start_stops_the_job_and_reports_nothi
         await manual.started(fine.id)
         manual.finish(fine.id, 0)
         assert (await engine.wait(fine.id)).state is JobState.SUCCEEDED
+
+
+class _SlowToStop:
+    """Writes a line at once, then runs until stopped, and takes a while to stop (as a process
+    with a SIGTERM handler would), writing a last line meanwhile."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.wrote = trio.Event()
+
+    async def run(self, job: Job, logs: LogSink) -> int:
+        self.running.add(job.id)
+        try:
+            # shorter than a batch (10 bytes here): held back, not waiting for the start
+            await logs.write(Stream.STDOUT, "held\n")
+            self.wrote.set()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.2)
+                await logs.write(Stream.STDERR, "a line written while stopping\n")
+            self.running.discard(job.id)
+        return 0
+
+
+async def test_started_alongside_output_held_when_the_start_is_refused_is_never_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    slow = _SlowToStop()
+    async with _worker_starting_alongside(slow) as (engine, loop, control):
+        stale = await engine.submit(JobSpec(command=["x"]))
+        await slow.wrote.wait()
+        control.answer(stale.id, take=False)
+        await trio.sleep(5)  # well past the stop, the flush interval and the grace
+        assert stale.id not in slow.running
+        assert loop.running == []
+        assert control.told == [f"refused start {stale.id}"]
+        assert await engine.log_text(stale.id) == ""
+
+
+async def test_started_alongside_the_timeout_counts_from_the_start_being_taken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    manual = ManualExecutor()
+    async with _worker_starting_alongside(manual) as (engine, _, control):
+        job = await engine.submit(JobSpec(command=["x"], timeout_s=5))
+        await manual.started(job.id)
+        # a server that takes its time to answer does not eat into the job's 5 s
+        await trio.sleep(30)
+        assert job.id in manual.running
+        control.answer(job.id, take=True)
+        await trio.sleep(4)
+        assert job.id in manual.running
+        done = await engine.wait(job.id)
+        assert done.state is JobState.TIMED_OUT
+        assert done.finished_at is not None and done.started_at is not None
+        assert 5 <= done.finished_at - done.started_at < 6

@@ -37,11 +37,14 @@ class JobLog:
         self._seq = 0
         self._pending: list[LogChunk] = []
         self._pending_bytes = 0
+        self._dropped = False
         #: Set once the control plane took the attempt's start (at once unless the executor
         #: starts alongside the report); the output is sent only after that.
         self.started = STARTED if not loop.settings.start_alongside else trio.Event()
 
     async def write(self, stream: Stream, data: str) -> None:
+        if self._dropped:
+            return
         self._add(stream, data if self._maskers is None else self._maskers[stream].feed(data))
         if self._pending_bytes >= self._loop.settings.log_batch_bytes:
             if not self.started.is_set():
@@ -65,6 +68,12 @@ class JobLog:
         chunks, self._pending, self._pending_bytes = self._pending, [], 0
         return chunks
 
+    def drop(self) -> None:
+        """Forget the output held and all output to come: the attempt's start was refused, so
+        the server must hear nothing more of it (a cancelled job's output is not stored)."""
+        self._dropped = True
+        self.take()
+
     async def flush(self) -> None:
         """Send the output held, if the start was taken (else it stays held)."""
         if not self.started.is_set():
@@ -76,6 +85,8 @@ class JobLog:
 
     def close(self) -> list[LogChunk]:
         """Whatever is still held back, to go with the final report."""
+        if self._dropped:
+            return []
         for stream, masker in (self._maskers or {}).items():
             self._add(stream, masker.flush())
         return self.take()

@@ -278,7 +278,8 @@ class WorkerLoop:
                 outcome = Outcome(None, cancelled=True)
             else:
                 timeout_s = job.spec.timeout_s
-                if timeout_s is not None:
+                if timeout_s is not None and running.log.started.is_set():
+                    # (else its clock starts when the start is taken: ``_start``)
                     scope.deadline = trio.current_time() + timeout_s
                 running.executing = scope
                 try:
@@ -306,8 +307,15 @@ class WorkerLoop:
         try:
             await self.control.start(self._id, job.id, job.attempt)
             taken = True
+            timeout_s = job.spec.timeout_s
+            if timeout_s is not None and running.executing is not None:
+                # the time allowed counts from the start the server knows of (its
+                # ``started_at``), not from a start still travelling: a slow or unreachable
+                # server must not eat into the job's own time, nor time it out unstarted
+                running.executing.deadline = trio.current_time() + timeout_s
         except _GONE as exc:
             log.info("job %s attempt %s dropped, its start refused: %s", job.id, job.attempt, exc)
+            running.log.drop()
             running.stop()
         finally:
             running.untaken = not taken
