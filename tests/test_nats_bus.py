@@ -257,6 +257,21 @@ async def test_no_server_fails_to_open_with_bus_error() -> None:
     assert not any(t.name == "hodei-nats" for t in threading.enumerate())
 
 
+async def test_every_server_of_a_list_has_its_password_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="hodei.nats")
+    # a server after the first may come without a scheme
+    first, second = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    url = f"nats://hodei:first-pa55@{first},hodei:second-pa55@{second}"
+    with trio.fail_after(5), pytest.raises(BusError) as caught:
+        async with open_nats_bus(url, connect_timeout_s=0.3, reconnect_wait_s=0.05):
+            pytest.fail("opened a bus without a server")
+    said = [str(caught.value), *(r.getMessage() for r in caplog.records)]
+    assert not any("first-pa55" in text or "second-pa55" in text for text in said)
+    assert f"hodei:***@{second}" in str(caught.value)
+
+
 async def test_wrong_credentials_fail_to_open_with_bus_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

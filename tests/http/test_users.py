@@ -265,7 +265,7 @@ async def test_workers_list_get_drain(
 
 async def test_service_endpoints(client: httpx.AsyncClient, acme: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert (await client.get("/readyz")).json() == {"status": "ready", "bus": "up"}
     await acme.post("/api/v1/jobs", json={"script": "true"})
     metrics = await client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")

@@ -85,7 +85,9 @@ class NatsEventBus:
         self._buffer = buffer
         self._nats = _NatsThread(
             servers,
-            shown=", ".join(redact_url(s) for s in servers),
+            # the whole list at once: a server after the first may come without a scheme,
+            # and alone it would not read as a URL with a secret in it
+            shown=redact_url(server_url),
             reconnect_wait_s=reconnect_wait_s,
             connect_timeout_s=connect_timeout_s,
             max_backlog=max_backlog,
