@@ -67,9 +67,12 @@ class Cluster:
         self.processes: list[tuple[str, trio.Process]] = []
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
 
-    def config(self, store: str = "memory://", **server: float) -> Path:
-        """A server configuration with fixed tokens (worker tokens then survive restarts)."""
-        lines = ["[server]", f'store = "{store}"', f'agent_token = "{AGENT}"']
+    def config(self, store: str | None = None, **server: float) -> Path:
+        """A server configuration with fixed tokens (worker tokens then survive restarts);
+        without ``store``, the server's default: a SQLite file in its working directory."""
+        lines = ["[server]", f'agent_token = "{AGENT}"']
+        if store is not None:
+            lines.append(f'store = "{store}"')
         lines += [f"{key} = {value}" for key, value in server.items()]
         lines += ["", "[tenants.acme]", f'token = "{ACME}"']
         path = self.tmp / "hodei.toml"
@@ -84,6 +87,7 @@ class Cluster:
             stdout=output,
             stderr=subprocess.STDOUT,
             env=self.env,
+            cwd=self.tmp,
         )
         output.close()
         self.processes.append((name, process))

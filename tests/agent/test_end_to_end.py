@@ -1,6 +1,7 @@
-"""The four sequence diagrams over real HTTP: ``hodei server`` and two ``hodei agent``
-processes on loopback. Registration, pipelines (and a bad one), a submitted job, a run;
-logs in order with stdout and stderr apart, exit codes, success and failure."""
+"""The four sequence diagrams over real HTTP: ``hodei server`` on its default SQLite file and
+two ``hodei agent`` processes on loopback. Registration, pipelines (and a bad one), a
+submitted job, a run; logs in order with stdout and stderr apart, exit codes, success and
+failure."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def _streams(chunks: list[dict[str, Any]]) -> dict[str, str]:
 
 async def test_the_sequence_diagrams_end_to_end(cluster: Cluster) -> None:
     await cluster.server()
+    # configured without a store: the server's default, a SQLite file where it runs
+    assert (cluster.tmp / "hodei.db").is_file()
     # registration: both agents appear in the fleet, online, with what they offer
     await cluster.agent("e2e-a", "--labels", "linux,a", "--slots", "2")
     await cluster.agent("e2e-b", "--labels", "linux,b", "--slots", "2")
