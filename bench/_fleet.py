@@ -19,74 +19,10 @@ import attrs
 import h11
 import trio
 
+from ._http1 import Connection
 from .http_dispatch import AGENT_TOKEN
 
 REGISTERING = 32  # registrations in progress at once, per client process
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection to the server, one request at a time, as an agent
-    holds it; opened on first use, and again after the server closed it or a call failed."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._address = (host, port)
-        self._host_header = f"{host}:{port}"
-        self._stream: trio.SocketStream | None = None
-        self._h11 = h11.Connection(h11.CLIENT)
-
-    async def request(
-        self, method: str, target: str, token: str, body: object = None
-    ) -> tuple[int, bytes]:
-        """Send one request; its status and body."""
-        if self._stream is None:
-            self._stream = await trio.open_tcp_stream(*self._address)
-            self._h11 = h11.Connection(h11.CLIENT)
-        content = b"" if body is None else json.dumps(body).encode()
-        headers = [
-            ("Host", self._host_header),
-            ("Authorization", f"Bearer {token}"),
-            ("Content-Length", str(len(content))),
-        ]
-        if body is not None:
-            headers.append(("Content-Type", "application/json"))
-        try:
-            out = self._h11.send(h11.Request(method=method, target=target, headers=headers)) or b""
-            if content:
-                out += self._h11.send(h11.Data(data=content)) or b""
-            out += self._h11.send(h11.EndOfMessage()) or b""
-            await self._stream.send_all(out)
-            status, answer = await self._response(self._stream)
-        except BaseException:
-            self._forget()
-            raise
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-            self._h11.start_next_cycle()
-        else:  # the server said it closes the connection: open another next time
-            self._forget()
-        return status, answer
-
-    async def _response(self, stream: trio.SocketStream) -> tuple[int, bytes]:
-        status = 0
-        parts: list[bytes] = []
-        while True:
-            event = self._h11.next_event()
-            if event is h11.NEED_DATA:
-                self._h11.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                parts.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                return status, b"".join(parts)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionError("the server closed the connection mid-answer")
-
-    def _forget(self) -> None:
-        if self._stream is not None:
-            # closing a socket needs no await; a graceful close would be a checkpoint, which
-            # a cancelled caller cannot have
-            self._stream.socket.close()
-            self._stream = None
 
 
 @attrs.define
@@ -108,7 +44,7 @@ class _Stats:
 
 
 async def _call(
-    connection: _Connection,
+    connection: Connection,
     stats: _Stats,
     what: str,
     method: str,
@@ -131,7 +67,7 @@ async def _call(
 
 
 async def _heartbeats(
-    connection: _Connection, stats: _Stats, worker_id: str, token: str, interval_s: float
+    connection: Connection, stats: _Stats, worker_id: str, token: str, interval_s: float
 ) -> None:
     await trio.sleep(random.uniform(0, interval_s))  # spread the fleet over the interval
     target = f"/api/v1/workers/{worker_id}/heartbeat"
@@ -146,7 +82,7 @@ async def _heartbeats(
 
 
 async def _polls(
-    connection: _Connection, stats: _Stats, worker_id: str, token: str, wait_s: float
+    connection: Connection, stats: _Stats, worker_id: str, token: str, wait_s: float
 ) -> None:
     # the first poll's wait is random, so that the fleet's polls do not all end together
     wait = random.uniform(1, wait_s)
@@ -182,7 +118,7 @@ async def _polls(
 async def _agent(
     host: str, port: int, n: int, stats: _Stats, registering: trio.CapacityLimiter
 ) -> None:
-    poll_connection = _Connection(host, port)
+    poll_connection = Connection(host, port)
     registration = {"name": f"sim-{n:04d}", "labels": ["sim"], "capacity": {"slots": 1}}
     doc = None
     while doc is None:
@@ -202,7 +138,7 @@ async def _agent(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             _heartbeats,
-            _Connection(host, port),
+            Connection(host, port),
             stats,
             worker_id,
             token,
