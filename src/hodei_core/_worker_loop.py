@@ -43,9 +43,10 @@ class WorkerSettings:
     ``start_alongside``: start a job's executor while its start report is on its way, instead
     of once the control plane took it. For a remote control plane this saves a round trip on
     every job's way to its process; a start refused as stale then stops the executor, as a
-    cancel does, and nothing more is reported of the attempt. Until the start is taken, the
-    job's output waits in the worker (a job with more than a log batch of it waits too), and
-    so does its final report, so that the control plane hears of an attempt in order.
+    cancel does, its output is dropped, and nothing more is reported of the attempt. Until
+    the start is taken, the job's output waits in the worker (a job with more than a log
+    batch of it waits too), and so does its final report, so that the control plane hears of
+    an attempt in order; the job's timeout counts from the start being taken.
     """
 
     heartbeat_interval_s: float = 5.0

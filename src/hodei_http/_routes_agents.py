@@ -99,7 +99,9 @@ async def _instructions(
             if read and worker is not None and assigned:
                 # Only assignments since the last read, each left at hand by this process's
                 # scheduler: the jobs as a store read would give them, without the read (nothing
-                # else about the worker changed, or an event would have said so).
+                # else about the worker changed, or an event would have said so). A cancel whose
+                # event the bus lost or delayed is not in this answer: the agent's next poll,
+                # at once, starts with a store read, which has it.
                 handed = workers.take_handed(assigned)
                 if handed is not None:
                     held = set(running)
