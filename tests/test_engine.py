@@ -271,6 +271,21 @@ async def test_a_job_without_retries_given_to_a_dead_worker_runs_elsewhere(
         assert ran == [job.id]
 
 
+async def test_a_silent_worker_is_lost_when_lost_after_s_has_passed_not_a_check_later(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_embedded(workers=0, clock=trio_wall_clock, lost_after_s=10) as hodei:
+        worker, _ = await hodei.workers.register(WorkerRegistration(name="w"))
+        # its last sign of life falls between two of the reaper's regular checks
+        await trio.sleep(3.7)
+        await hodei.workers.heartbeat(worker.id, [])
+        last = trio.current_time()
+        async with hodei.bus.subscribe(f"workers.{worker.id}.lost") as lost:
+            await lost.receive()
+        # (the floor of the reaper's pace is a twentieth of lost_after_s)
+        assert 10 <= trio.current_time() - last < 10.6
+
+
 async def test_lost_worker_reports_are_refused_and_it_is_told_to_cancel(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

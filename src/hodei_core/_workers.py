@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection
 from typing import cast
 
@@ -36,6 +37,8 @@ class WorkerManagement:
     def __init__(self, ctx: Context, *, lost_after_s: float = 30.0) -> None:
         self._ctx = ctx
         self.lost_after_s = lost_after_s
+        # when the quietest worker seen alive by the last ``reap`` becomes lost (clock time)
+        self._next_loss = -math.inf
 
     async def register(
         self, registration: WorkerRegistration, running: Collection[tuple[str, int]] = ()
@@ -182,10 +185,12 @@ class WorkerManagement:
         now = self._ctx.clock()
         stale_before = now - self.lost_after_s
         lost = []
+        quietest = math.inf
         for worker in await self._ctx.store.list_workers():
             if worker.state not in (WorkerState.ONLINE, WorkerState.DRAINING):
                 continue
             if worker.last_heartbeat >= stale_before:
+                quietest = min(quietest, worker.last_heartbeat)
                 continue
             result = await self._ctx.store.lose_worker(
                 worker.id, stale_before, lambda j: lifecycle.lose(j, now)
@@ -197,18 +202,26 @@ class WorkerManagement:
             await self._ctx.bus.publish(WorkerLost(worker.id, tuple(j.id for j in jobs)))
             for job in jobs:
                 await job_ended(self._ctx, job)
+        self._next_loss = quietest + self.lost_after_s
         return lost
 
     async def run_reaper(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Reap silent workers until cancelled, checking a few times per ``lost_after_s``.
+        """Reap silent workers until cancelled: when the quietest worker is due to be lost,
+        and at least four times per ``lost_after_s``.
 
         A check that fails on a store error is logged, and the next one comes as usual.
         """
         task_status.started()
+        most, least = self.lost_after_s / 4, self.lost_after_s / 20
         while True:
-            await trio.sleep(self.lost_after_s / 4)
+            # A worker that dies is lost ``lost_after_s`` after its last sign of life, not up to
+            # a quarter later; the checks at least every quarter find workers that other
+            # processes registered, and the floor keeps a fleet whose signs of life fall just
+            # at the deadline from making this a busy loop.
+            due = self._next_loss - self._ctx.clock()
+            await trio.sleep(min(max(due, least), most))
             try:
                 await self.reap()
             except StorageError as error:
