@@ -112,6 +112,11 @@ async def _instructions(
             if worker is None:
                 worker = await workers.get(worker_id)
             if worker.state is WorkerState.LOST:
+                if read:
+                    # lost while this poll waited: the poll itself is no news of the agent (a
+                    # vanished host leaves it waiting), so it must not bring the worker back;
+                    # an agent that is alive polls again at once, and that poll does
+                    return None
                 # a poll is a sign of life too (and the heartbeats of a worker whose poll was
                 # speaking for it are rare): back online, told to stop what went to others
                 instructions = await workers.heartbeat(worker_id, running)
