@@ -19,6 +19,7 @@ import trio
 T = TypeVar("T")
 
 ACME = "acme-token-0123456789"
+GLOBEX = "globex-token-0123456789"
 AGENT = "agent-token-0123456789"
 #: How long anything that a test waits for may take, at most.
 PATIENCE_S = 15.0
@@ -75,6 +76,7 @@ class Cluster:
             lines.append(f'store = "{store}"')
         lines += [f"{key} = {value}" for key, value in server.items()]
         lines += ["", "[tenants.acme]", f'token = "{ACME}"']
+        lines += ["", "[tenants.globex]", f'token = "{GLOBEX}"']
         path = self.tmp / "hodei.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
