@@ -28,6 +28,8 @@ import trio
 
 from hodei_core.errors import StorageError
 
+from ._locks import Locks
+
 __all__ = ["Batcher", "Operation"]
 
 T = TypeVar("T")
@@ -44,7 +46,18 @@ class Operation(Generic[T]):
     (see ``Database.grouped``); ``fn`` is how it runs alone.
     """
 
-    __slots__ = ("args", "fn", "group", "result", "retry_unique", "taken", "task", "what", "write")
+    __slots__ = (
+        "args",
+        "fn",
+        "group",
+        "locks",
+        "result",
+        "retry_unique",
+        "taken",
+        "task",
+        "what",
+        "write",
+    )
 
     def __init__(
         self,
@@ -55,6 +68,7 @@ class Operation(Generic[T]):
         retry_unique: bool = False,
         group: Callable[[Any, list[Operation[Any]]], None] | None = None,
         args: Any = None,
+        locks: Locks | None = None,
     ) -> None:
         self.what = what
         self.fn = fn
@@ -63,6 +77,8 @@ class Operation(Generic[T]):
         self.retry_unique = retry_unique
         self.group = group
         self.args = args
+        #: what it will lock, for a batch of several to lock first (see ``_locks``)
+        self.locks = locks
         self.result: outcome.Outcome[T] | None = None
         self.taken = False
         self.task: trio.lowlevel.Task | None = None

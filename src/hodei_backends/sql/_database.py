@@ -40,6 +40,7 @@ from ._engine import (
     retryable,
     translate_errors,
 )
+from ._locks import Locks, lock_ahead
 from ._statements import Statements
 
 __all__ = ["Database", "Group"]
@@ -87,6 +88,11 @@ class _Held:
         self.since = 0.0
 
 
+def _failed(tx: Tx) -> bool:
+    """Whether a statement of the transaction failed (PostgreSQL: it takes no more)."""
+    return bool(tx.cursor.connection.info.transaction_status.name == "INERROR")
+
+
 class _Undo(Exception):
     """An operation of a batch raised after writing: the batch must be rolled back."""
 
@@ -129,12 +135,10 @@ class Database:
         # PostgreSQL: the writes of jobs' own operations (``local``: they lock rows of jobs
         # only, a group's in one statement in id order) have a batcher of their own, which
         # runs up to JOB_WRITERS batches at once; the write thread waits for the server most
-        # of its time. Two such batches cannot deadlock each other, and one of them and a
-        # batch of the other writes only seldom: those wait for jobs' rows only when a
-        # worker is lost or leaves (assign_jobs skips locked ones), and PostgreSQL breaks a
-        # deadlock and the batch runs again, as between two processes. The other writes keep
-        # one batch at a time: they lock workers, in orders of their own. (The connections:
-        # the job writers', the other writer's and the reader's.)
+        # of its time. Jobs come last in the store's lock order, which a batch of the other
+        # writes keeps too (``_locks``): no two batches can deadlock. The other writes keep
+        # one batch at a time. (The connections: the job writers', the other writer's and the
+        # reader's.)
         parallel = min(JOB_WRITERS, pool_size - 2) if self._postgresql else 1
         self._job_writers = (
             Batcher(self._run_batch, "job write", limiter, parallel=parallel)
@@ -159,15 +163,30 @@ class Database:
         return await self._run(what, fn, write=False, retry_unique=False)
 
     async def write(
-        self, what: str, fn: Callable[[Tx], T], *, retry_unique: bool = False, local: bool = False
+        self,
+        what: str,
+        fn: Callable[[Tx], T],
+        *,
+        retry_unique: bool = False,
+        local: bool = False,
+        locks: Locks | None = None,
     ) -> T:
         """``fn(tx)`` in a write transaction, in a thread. ``fn`` may run more than once (a
-        deadlock, or with ``retry_unique`` a unique violation, makes it run again). ``local``:
-        as for ``grouped``."""
-        return await self._run(what, fn, write=True, retry_unique=retry_unique, local=local)
+        deadlock, or with ``retry_unique`` a unique violation, makes it run again). ``local``
+        and ``locks``: as for ``grouped``."""
+        return await self._run(
+            what, fn, write=True, retry_unique=retry_unique, local=local, locks=locks
+        )
 
     async def grouped(
-        self, what: str, group: Group, args: object, *, write: bool, local: bool = False
+        self,
+        what: str,
+        group: Group,
+        args: object,
+        *,
+        write: bool,
+        local: bool = False,
+        locks: Locks | None = None,
     ) -> Any:
         """What ``group`` makes of ``args`` (its result for them, or its error), run in a
         transaction as ``read`` or ``write`` would.
@@ -178,12 +197,15 @@ class Database:
         function gives an error must have written nothing of its own (the others' writes stay);
         the function may be called more than once. ``local``: the group locks only rows of
         jobs, in one statement, in id order, and waits for no other lock (``_batching``).
+        ``locks``: what the operation may wait for, to be locked first by a write batch of
+        several such operations; run alone, it must lock in the store's order (``_locks``).
         """
         if self.closed:
             raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
         batcher = self._batcher(write, local)
         fn = functools.partial(_one_of_group, group, what, args)
-        return await batcher.submit(Operation(what, fn, write=write, group=group, args=args))
+        op = Operation(what, fn, write=write, group=group, args=args, locks=locks)
+        return await batcher.submit(op)
 
     async def _run(
         self,
@@ -193,11 +215,13 @@ class Database:
         write: bool,
         retry_unique: bool,
         local: bool = False,
+        locks: Locks | None = None,
     ) -> T:
         if self.closed:
             raise StorageError(f"{what}: the store for {self.redacted_url} is closed")
         batcher = self._batcher(write, local)
-        return await batcher.submit(Operation(what, fn, write=write, retry_unique=retry_unique))
+        op = Operation(what, fn, write=write, retry_unique=retry_unique, locks=locks)
+        return await batcher.submit(op)
 
     def _batcher(self, write: bool, local: bool) -> Batcher:
         if not write:
@@ -313,6 +337,12 @@ class Database:
         try:
             write = any(op.write for op in batch)
             with self._transaction(write) as tx:
+                if self._postgresql and write:
+                    # each would lock as it comes, in the order they came (see _locks); one
+                    # alone locks in order, and the others wait for no lock (bar rare ones)
+                    declared = [op.locks for op in batch if op.locks is not None]
+                    if len(declared) > 1:
+                        lock_ahead(tx, self.statements, declared)
                 # The operations of a batch were all waiting at once: none of their callers has
                 # seen another's outcome, so any order is one they could have happened in.
                 # Each group runs, all of it, where its first operation came.
@@ -328,6 +358,10 @@ class Database:
                 if self._sqlite and write and not tx.cursor.connection.in_transaction:
                     # something ended the transaction early: what ran before is not in it
                     raise _Undo("the batch's transaction ended before its commit")
+                if self._postgresql and _failed(tx):
+                    # a statement failed and something took its error for its own: COMMIT
+                    # would roll back, silently, what the others wrote
+                    raise _Undo("the batch's transaction failed before its commit")
         except _REDO as error:
             # The batch's transaction failed, or an operation must be undone alone: the whole
             # batch is rolled back, and each operation runs again in a transaction of its own,

@@ -2,8 +2,10 @@
 
 ``FOR UPDATE`` clauses lock the rows a change reads on PostgreSQL and render as nothing on
 SQLite, where ``BEGIN IMMEDIATE`` already makes each write transaction exclusive. Locks are
-always taken workers first, then jobs (and several workers in id order), so that two
-transactions cannot wait for each other.
+taken in one order, so that two transactions cannot wait for each other: workers, runs,
+tenants' admission locks, then jobs; several of one kind in id order (key order for tenants).
+A statement that locks several rows sorts them itself; a write batch of several operations
+takes every lock its operations will wait for first (``_locks``).
 
 Parameters are named; a list of ids is one parameter (``ids``, made by ``id_list``): a
 PostgreSQL array, a JSON array for SQLite's ``json_each``. So every statement has one SQL text.
@@ -71,6 +73,7 @@ class Statements:
         self._pipelines_and_runs()
         self._logs()
         self.tenant_lock = self._pg_only(f"SELECT pg_advisory_xact_lock({_TENANT_LOCKS}, :key)")
+        self._locks_ahead()
         self.migration_lock = self._pg_only(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
 
     def _sql(self, statement: sa.ClauseElement) -> Sql:
@@ -129,9 +132,10 @@ class Statements:
         )
         active = select_jobs.where(
             jobs.c.worker_id == _b("worker_id"), _one_of(jobs.c.state, ACTIVE_STATES)
-        ).order_by(jobs.c.seq)
-        self.active_jobs = self._sql(active)
-        self.active_jobs_for_update = self._sql(active.with_for_update())
+        )
+        self.active_jobs = self._sql(active.order_by(jobs.c.seq))
+        # in id order, as a group of update_job calls locks jobs
+        self.active_jobs_for_update = self._sql(active.order_by(jobs.c.id).with_for_update())
         self.active_by_tenant = self._sql(
             sa.select(jobs.c.tenant, sa.func.count())
             .where(_one_of(jobs.c.state, ACTIVE_STATES))
@@ -190,14 +194,18 @@ class Statements:
             .values({c.name: _b(c.name) for c in WORKER_COLUMNS if c.name != "id"})
         )
         self.workers = self._sql(select_workers.order_by(workers.c.seq))
+        touched: tuple[sa.ColumnElement[bool], ...] = (
+            self._in_ids(workers.c.id),
+            _one_of(workers.c.state, ("online", "draining")),
+            workers.c.last_heartbeat < _b("now"),
+        )
+        if self.postgresql:
+            # An UPDATE locks rows in the order its scan finds them: the rows to touch are
+            # locked by a subquery, in id order, and the UPDATE changes only rows it locked.
+            locked = sa.select(workers.c.id).where(*touched).order_by(workers.c.id)
+            touched = (workers.c.id.in_(locked.with_for_update().scalar_subquery()),)
         self.touch_workers = self._sql(
-            sa.update(workers)
-            .where(
-                self._in_ids(workers.c.id),
-                _one_of(workers.c.state, ("online", "draining")),
-                workers.c.last_heartbeat < _b("now"),
-            )
-            .values(last_heartbeat=_b("now"))
+            sa.update(workers).where(*touched).values(last_heartbeat=_b("now"))
         )
         usage = (
             sa.select(
@@ -224,6 +232,40 @@ class Statements:
         )
         self.worker_views = self._sql(views)
         self.worker_views_with_room = self._sql(views.where(used_slots < workers.c.slots))
+
+    def _locks_ahead(self) -> None:
+        """What a write batch locks before its operations run (PostgreSQL only, see _locks)."""
+        self.lock_workers: Sql | None = None
+        self.lock_runs: Sql | None = None
+        self.lock_tenants: Sql | None = None
+        self.lock_jobs_of: Sql | None = None
+        if not self.postgresql:
+            return
+        names = workers.c.name == sa.any_(_b("names", type_=postgresql.ARRAY(sa.String)))
+        self.lock_workers = self._sql(
+            sa.select(workers.c.id, workers.c.name)
+            .where(sa.or_(self._in_ids(workers.c.id), names))
+            .order_by(workers.c.id)
+            .with_for_update()
+        )
+        self.lock_runs = self._sql(
+            sa.select(runs.c.id)
+            .where(self._in_ids(runs.c.id))
+            .order_by(runs.c.id)
+            .with_for_update()
+        )
+        # unnest gives the keys in the order of the array (sorted by the caller), and each
+        # row's lock is taken as the row is made
+        self.lock_tenants = self._pg_only(
+            f"SELECT pg_advisory_xact_lock({_TENANT_LOCKS}, key) "
+            "FROM unnest(CAST(:keys AS INTEGER[])) AS key"
+        )
+        self.lock_jobs_of = self._sql(
+            sa.select(jobs.c.id)
+            .where(self._in_ids(jobs.c.worker_id), _one_of(jobs.c.state, ACTIVE_STATES))
+            .order_by(jobs.c.id)
+            .with_for_update()
+        )
 
     def _pipelines_and_runs(self) -> None:
         self.insert_pipeline = self._sql(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from hodei_core.ports import RATE_WINDOW_S, Assignment, JobQuery
 from ._batching import Operation
 from ._compiled import Tx
 from ._database import Database
+from ._locks import Locks, tenant_lock_key
 from ._rows import (
     chunk_row,
     job_changes,
@@ -73,8 +73,11 @@ def _add_jobs(tx: Tx, ops: list[Operation[Any]]) -> None:
             # the usage counts the jobs before it in the group: they go in first
             tx.run_many(s.insert_job, rows)
             rows = []
+            # outside the try: a driver error (a deadlock, a lost connection) is the batch's,
+            # not a refusal of this job, and the transaction it broke must not be committed
+            usage = _usage(tx, s, job)
             try:
-                admit(_usage(tx, s, job))
+                admit(usage)
             except Exception as error:  # refused: over quota
                 op.result = outcome.Error(error)
                 continue
@@ -101,14 +104,9 @@ def insert_jobs(tx: Tx, s: Statements, jobs: Sequence[Job]) -> None:
     tx.run_many(s.insert_job, [job_row(job) for job in jobs])
 
 
-def _tenant_lock_key(tenant: str) -> int:
-    # a stable 32-bit signed hash (Python's hash() differs between processes)
-    return zlib.crc32(tenant.encode()) - 2**31
-
-
 def _usage(tx: Tx, s: Statements, job: Job) -> TenantUsage:
     if s.tenant_lock is not None:
-        tx.run(s.tenant_lock, {"key": _tenant_lock_key(job.tenant)})
+        tx.run(s.tenant_lock, {"key": tenant_lock_key(job.tenant)})
     counts: dict[str, int] = dict(tx.rows(s.tenant_counts, {"tenant": job.tenant}))
     since = job.created_at - RATE_WINDOW_S
     recent = tx.rows(s.tenant_recent, {"tenant": job.tenant, "since": since})
@@ -160,7 +158,8 @@ class JobsMixin:
         args = (self._db.statements, job, admit)
         # not local: an admission check takes the tenant's lock, and sees the adds of its
         # batch before it, checked or not
-        await self._db.grouped("add_job", _add_jobs, args, write=True)
+        locks = None if admit is None else Locks(tenants=(job.tenant,))
+        await self._db.grouped("add_job", _add_jobs, args, write=True, locks=locks)
 
     async def get_job(self, job_id: str) -> Job:
         """See ``hodei_core.ports.Store.get_job``."""
@@ -219,7 +218,10 @@ class JobsMixin:
         if not assignments:
             return []
         s = self._db.statements
-        return await self._db.write("assign_jobs", lambda tx: _assign(tx, s, assignments, now))
+        locks = Locks(workers=tuple({a.worker_id: None for a in assignments}))
+        return await self._db.write(
+            "assign_jobs", lambda tx: _assign(tx, s, assignments, now), locks=locks
+        )
 
     async def active_jobs(self, worker_id: str) -> list[Job]:
         """See ``hodei_core.ports.Store.active_jobs``."""

@@ -9,6 +9,7 @@ from hodei_core.errors import PipelineNotFound, RunNotFound
 
 from ._compiled import Tx
 from ._database import Database
+from ._locks import Locks
 from ._rows import chunk_from_row, chunk_row, pipeline_from_row, pipeline_row, run_from_row, run_row
 from ._store_jobs import insert_jobs
 
@@ -117,7 +118,7 @@ class PipelinesRunsLogsMixin:
             insert_jobs(tx, s, added)
             return after, added
 
-        return await self._db.write("update_run", update)
+        return await self._db.write("update_run", update, locks=Locks(runs=(run_id,)))
 
     # -- logs --
 

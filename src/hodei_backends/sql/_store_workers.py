@@ -11,6 +11,7 @@ from hodei_core.errors import WorkerNotFound
 
 from ._compiled import Tx
 from ._database import Database
+from ._locks import Locks
 from ._rows import WORKER_COLUMNS, job_from_row, view_from_row, worker_from_row, worker_row
 from ._statements import Statements
 from ._store_jobs import write_jobs
@@ -71,7 +72,8 @@ class WorkersMixin:
 
         # Two processes registering one new name at once: the second insert breaks the
         # unique name, and its retry finds (and updates) the first one's worker.
-        return await self._db.write("register_worker", register, retry_unique=True)
+        locks = Locks(names=(registration.name,), release=True)
+        return await self._db.write("register_worker", register, retry_unique=True, locks=locks)
 
     async def get_worker(self, worker_id: str) -> Worker:
         """See ``hodei_core.ports.Store.get_worker``."""
@@ -107,7 +109,7 @@ class WorkersMixin:
                 _write_worker(tx, s, after)
             return before, after
 
-        return await self._db.write("update_worker", update)
+        return await self._db.write("update_worker", update, locks=Locks(workers=(worker_id,)))
 
     async def touch_workers(self, worker_ids: Collection[str], now: float) -> None:
         """See ``hodei_core.ports.Store.touch_workers``."""
@@ -118,7 +120,8 @@ class WorkersMixin:
             tx.run(s.touch_workers, params)
 
         if worker_ids:
-            await self._db.write("touch_workers", touch)
+            locks = Locks(workers=tuple(worker_ids))
+            await self._db.write("touch_workers", touch, locks=locks)
 
     async def worker_views(self, *, with_room: bool = False) -> list[WorkerView]:
         """See ``hodei_core.ports.Store.worker_views``."""
@@ -147,7 +150,8 @@ class WorkersMixin:
             _write_worker(tx, s, lost)
             return lost, changed
 
-        return await self._db.write("lose_worker", lose)
+        locks = Locks(workers=(worker_id,), release=True)
+        return await self._db.write("lose_worker", lose, locks=locks)
 
     async def leave_worker(
         self, worker_id: str, release: Callable[[Job], Job]
@@ -162,4 +166,5 @@ class WorkersMixin:
                 _write_worker(tx, s, worker)
             return worker, _release(tx, s, worker_id, release)
 
-        return await self._db.write("leave_worker", leave)
+        locks = Locks(workers=(worker_id,), release=True)
+        return await self._db.write("leave_worker", leave, locks=locks)
