@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,15 @@ def postgres() -> Iterator[PostgresServer]:
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """One nats-server (with JetStream) for the session; a failure to start fails the tests."""
     server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server for one test only, which the test may kill and restart."""
+    server = NatsServer(tmp_path / "nats")
     server.start()
     yield server
     server.kill()

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -40,15 +40,6 @@ from ._nats_server import NatsServer, free_port
 from .conftest import FAST
 
 RECEIVE_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server for one test, which may kill and restart it."""
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
 
 
 async def _receive(channel: trio.MemoryReceiveChannel[Event]) -> Event:

@@ -3,9 +3,8 @@ bus is down (the engine works on by re-reading the store), and says that it is d
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -91,15 +90,6 @@ async def test_the_store_alone_decides_readiness() -> None:
 
 
 # -- a real NATS server stopped and started again -----------------------------------------------
-
-
-@pytest.fixture
-def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server for one test, which it may kill and restart."""
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
 
 
 async def _wait_until_served(client: httpx.AsyncClient, expected: tuple[str, str]) -> None:
