@@ -239,3 +239,19 @@ def check_capacity(executions: list[Execution], watch: CapacityWatch, slots: int
     assert not over, f"{len(over)} attempts started on a full worker, e.g. {over[:3]}"
     assert watch.looks > 0
     assert not watch.overruns, f"workers held more than {slots} jobs: {watch.overruns[:3]}"
+
+
+def check_each_ran_once(jobs: dict[str, Job], records: dict[str, Records]) -> list[Execution]:
+    """Every job succeeded at its first attempt, ran once to its end, and on the worker the
+    store has it on; returns the executions, for more checks."""
+    assert Counter((job.state, job.attempt) for job in jobs.values()) == {
+        (JobState.SUCCEEDED, 1): len(jobs)
+    }
+    executions = [e for r in records.values() for e in r.executions]
+    runs = Counter(e.job for e in executions)
+    twice = [job_id for job_id, count in runs.items() if count > 1]
+    assert not twice, f"{len(twice)} jobs ran more than once, e.g. {twice[:3]}"
+    assert set(runs) == set(jobs)
+    assert all(e.ended and e.attempt == 1 for e in executions)
+    assert all(jobs[e.job].worker_id == e.worker for e in executions)
+    return executions
