@@ -43,12 +43,13 @@ class _Server:
         self.handed_at: dict[str, float] = {}
         self.waited: dict[str, float] = {}  # from the hand-over to the start report
         self.started: set[str] = set()
+        self.taken_at: dict[str, float] = {}  # job id: when its start was taken
         self.refused: dict[str, float] = {}  # job id: when its start was refused
         self.finished: dict[str, Outcome] = {}
 
-    async def _maybe_slow(self) -> None:
+    async def _maybe_slow(self, *pauses: float) -> None:
         if self.rng.random() < 0.3:
-            await trio.sleep(self.rng.choice([0.0, 0.05]))
+            await trio.sleep(self.rng.choice(pauses or (0.0, 0.05)))
 
     async def register(self, registration: WorkerRegistration) -> Worker:
         return Worker(id="w", name=registration.name)
@@ -88,11 +89,13 @@ class _Server:
     async def start(self, worker_id: str, job_id: str, attempt: int) -> None:
         assert job_id not in self.started, f"{job_id} started twice"
         self.waited[job_id] = trio.current_time() - self.handed_at[job_id]
-        await self._maybe_slow()
+        # at times longer than a job's timeout: it must not run out while the start travels
+        await self._maybe_slow(0.0, 0.05, 0.5)
         if self.rng.random() < 0.05:
             self.refused[job_id] = trio.current_time()
             raise StaleAttempt(job_id, attempt, attempt + 1)
         self.started.add(job_id)
+        self.taken_at[job_id] = trio.current_time()
 
     async def finish(
         self,
@@ -130,6 +133,11 @@ class _Executor:
         try:
             await trio.sleep(self.rng.choice([0.0, 0.1, 0.3, 2.0]))
         except trio.Cancelled:
+            if self.rng.random() < 0.3:
+                # slow to stop, as a process with a SIGTERM handler: output meanwhile
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(0.1)
+                    await logs.write(Stream.STDERR, "stopping...\n" * 2)
             if self.rng.random() < 0.2:
                 return 5
             raise
@@ -161,13 +169,18 @@ def test_every_job_is_started_and_reported_once_with_its_own_outcome(
     for job_id, refused_at in server.refused.items():
         if alongside:
             ended = executor.ended.get(job_id, refused_at)  # (not run: cancelled before)
-            assert ended <= refused_at, f"{job_id} ran on after its refusal"
+            # (give or take the 0.1 s an executor may take to stop)
+            assert ended <= refused_at + 0.1 + 1e-6, f"{job_id} ran on after its refusal"
         else:
             assert job_id not in executor.ended, f"{job_id} ran after its refusal"
     # jobs run side by side: none waits for another to end before it starts
     assert max(server.waited.values()) < 0.01
     for job_id, outcome in server.finished.items():
         if outcome.timed_out:
-            assert server.timeouts[job_id] is not None, f"{job_id} timed out with no timeout"
+            timeout_s = server.timeouts[job_id]
+            assert timeout_s is not None, f"{job_id} timed out with no timeout"
+            # its time counts from the start being taken, not from a start still travelling
+            ran = executor.ended[job_id] - server.taken_at[job_id]
+            assert ran >= timeout_s - 1e-6, f"{job_id} timed out after {ran:g}s of {timeout_s:g}s"
         if outcome.cancelled:
             assert job_id in server.cancelled, f"{job_id} cancelled without being asked"
