@@ -142,6 +142,11 @@ def test_a_url_without_a_scheme_says_what_one_looks_like(entry_points: EntryPoin
     with pytest.raises(UnknownScheme) as caught:
         open_store("hodei.db")
     assert str(caught.value) == "store URL 'hodei.db' has no scheme (like 'memory://')"
+    # libpq's keywords where a URL belongs: their secrets are not repeated
+    with pytest.raises(UnknownScheme) as caught:
+        open_store("host=db user=u password=hunter2")
+    assert "hunter2" not in str(caught.value)
+    assert "password=***" in str(caught.value)
 
 
 def uninstall(monkeypatch: pytest.MonkeyPatch, missing: str, importer: str | None) -> None:
@@ -212,6 +217,14 @@ def test_a_nats_bus_without_nats_py_names_the_nats_extra(monkeypatch: pytest.Mon
         ("nats://s3cr3t-t0ken@nats.example:4222", "nats://***@nats.example:4222"),
         ("nats://u:pw@a:4222,nats://u:pw@b:4222", "nats://u:***@a:4222,nats://u:***@b:4222"),
         ("nats://t0ken1@a:4222,t0ken2@b:4222", "nats://***@a:4222,***@b:4222"),
+        # a list of servers with spaces after its commas, as NATS takes it
+        ("nats://u:pw@a, u2:pw2@b", "nats://u:***@a, u2:***@b"),
+        ("nats://u:pw@a,  t0ken@b, nats://c", "nats://u:***@a,  ***@b, nats://c"),
+        # text after a URL, with another URL in it
+        (
+            "postgresql://u:pw@h/db, then nats://t:pw@n",
+            "postgresql://u:***@h/db, then nats://t:***@n",
+        ),
         (
             "postgresql://u@h/db?sslmode=require&password=pw&sslpassword=kpw",
             "postgresql://u@h/db?sslmode=require&password=***&sslpassword=***",

@@ -70,3 +70,18 @@ async def test_a_look_for_lost_workers_that_fails_is_tried_again(
         nursery.cancel_scope.cancel()
     failed = [r for r in caplog.records if "looking for lost workers failed" in r.getMessage()]
     assert len(failed) == 2
+
+
+async def test_a_failing_store_is_asked_for_lost_workers_at_the_slow_pace(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _FlakyStore(list_failures=1_000)
+    hodei = Hodei(store=store, bus=MemoryEventBus(), clock=trio.current_time, lost_after_s=8)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hodei.run)
+        await hodei.workers.register(WorkerRegistration(name="w"))
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+    failed = [r for r in caplog.records if "looking for lost workers failed" in r.getMessage()]
+    # every lost_after_s / 4 (2 s), not at the floor of lost_after_s / 20 kept for live fleets
+    assert 9 <= len(failed) <= 10

@@ -40,8 +40,12 @@ class UnknownScheme(HodeiError):
 # servers at commas (so no NATS password holds one); other schemes' user names are just names.
 _NATS_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-# a URL runs from its scheme to the next whitespace
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(\S*)")
+# a URL runs from its scheme to the next whitespace, but a list of servers may go on after a
+# comma and spaces (NATS takes "nats://a, b"): those are read too, and given back if not NATS
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://((?:[^\s,]|,\s*(?=[^\s,]))*,?)")
+_SPACE = re.compile(r"\s")
+# libpq-style keywords (host=… password=…) given where a URL belongs
+_KEYWORD_SECRET = re.compile(r"((?:pass|pwd|secret|token)\w*\s*=\s*)(\S+)", re.IGNORECASE)
 # query parameters that carry secrets: password, sslpassword, passwd, pwd, token, secret, ...
 _SECRET_PARAM = re.compile(
     r"[?&][^&=\s]*(?:pass|pwd|secret|token|credential|api_?key)[^&=\s]*=([^&\s]*)",
@@ -70,14 +74,19 @@ def _redact_one(match: re.Match[str]) -> str:
         offset = 0
         for number, server in enumerate(rest.split(",")):
             # the servers after the first may repeat the scheme, or leave it out
-            repeated = _SCHEME.match(server) if number else None
-            skip = repeated.end() if repeated else 0
+            lead = len(server) - len(server.lstrip())
+            repeated = _SCHEME.match(server, lead) if number else None
+            skip = repeated.end() if repeated else lead
             spans += _credentials(server[skip:], offset + skip, token_user=True)
             offset += len(server) + 1
+        tail = ""
     else:
+        space = _SPACE.search(rest)
+        # a list of servers is NATS's alone: after a space comes text, which may hold URLs
+        rest, tail = (rest, "") if space is None else (rest[: space.start()], rest[space.start() :])
         spans = _credentials(rest, 0, token_user=False)
     spans += (param.span(1) for param in _SECRET_PARAM.finditer(rest))
-    return f"{scheme}://{_masked(rest, spans)}"
+    return f"{scheme}://{_masked(rest, spans)}{redact_url(tail)}"
 
 
 def _credentials(rest: str, offset: int, *, token_user: bool) -> list[_Span]:
@@ -168,7 +177,8 @@ def register_bus(scheme: str, opener: Opener[EventBus]) -> None:
 def _resolve(kind: str, url: str, table: dict[str, Opener[T]], group: str) -> Opener[T]:
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise UnknownScheme(f"{kind} URL {redact_url(url)!r} has no scheme (like 'memory://')")
+        shown = _KEYWORD_SECRET.sub(r"\1***", redact_url(url))
+        raise UnknownScheme(f"{kind} URL {shown!r} has no scheme (like 'memory://')")
     opener = table.get(scheme)
     if opener is not None:
         return opener

@@ -225,5 +225,6 @@ class WorkerManagement:
             try:
                 await self.reap()
             except StorageError as error:
-                pause = self.lost_after_s / 4
-                log.warning("looking for lost workers failed, again in %gs: %s", pause, error)
+                # a store that fails is asked again at the slow pace, not at the floor
+                self._next_loss = self._ctx.clock() + most
+                log.warning("looking for lost workers failed, again in %gs: %s", most, error)

@@ -136,9 +136,10 @@ class Database:
         # only, a group's in one statement in id order) have a batcher of their own, which
         # runs up to JOB_WRITERS batches at once; the write thread waits for the server most
         # of its time. Jobs come last in the store's lock order, which a batch of the other
-        # writes keeps too (``_locks``): no two batches can deadlock. The other writes keep
-        # one batch at a time. (The connections: the job writers', the other writer's and the
-        # reader's.)
+        # writes keeps too (``_locks``): two batches deadlock only over a row both insert (a
+        # resent log chunk, a new worker's name), which PostgreSQL breaks, and the batch runs
+        # again an operation at a time. The other writes keep one batch at a time. (The
+        # connections: the job writers', the other writer's and the reader's.)
         parallel = min(JOB_WRITERS, pool_size - 2) if self._postgresql else 1
         self._job_writers = (
             Batcher(self._run_batch, "job write", limiter, parallel=parallel)
