@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
+import trio
+import trio.testing
 
 # The suites live in the library, which pytest does not rewrite: without this, a failing
 # contract shows a bare AssertionError instead of the values compared. Registering the package
@@ -21,6 +23,8 @@ from hodei_backends.memory import MemoryEventBus, MemoryStore
 from hodei_core import Job, LogChunk, Worker
 from hodei_core.errors import Conflict, HodeiError, StorageError
 from hodei_core.testing.contracts import (
+    BusOpener,
+    CrossProcessBusContract,
     CrossProcessStoreContract,
     DurableStoreContract,
     EventBusContract,
@@ -165,3 +169,52 @@ def test_a_capability_is_claimed_by_including_its_suite() -> None:
 
         class Disowns(StoreContract, CrossProcessStoreContract):
             cross_process = False
+
+
+def _one_bus_for_all() -> BusOpener:
+    """Every open gives the same memory bus: its subscribers hear every publisher."""
+    bus = MemoryEventBus()
+
+    @asynccontextmanager
+    async def open_bus() -> AsyncIterator[MemoryEventBus]:
+        yield bus
+
+    return open_bus
+
+
+def _a_new_bus_each_time() -> BusOpener:
+    """Every open gives a bus of its own: what one publishes, the others never hear."""
+
+    @asynccontextmanager
+    async def open_bus() -> AsyncIterator[MemoryEventBus]:
+        yield MemoryEventBus()
+
+    return open_bus
+
+
+BUS_TESTS = _tests_of(CrossProcessBusContract)
+
+
+@pytest.mark.parametrize("name", BUS_TESTS)
+async def test_the_cross_process_bus_suite_passes_on_a_shared_bus(name: str) -> None:
+    await getattr(CrossProcessBusContract(), name)(_one_bus_for_all())
+
+
+@pytest.mark.parametrize("name", BUS_TESTS)
+async def test_the_cross_process_bus_suite_fails_on_buses_that_share_nothing(
+    name: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    with pytest.raises(BaseException) as caught:
+        await getattr(CrossProcessBusContract(), name)(_a_new_bus_each_time())
+    assert _only_failures(caught.value, AssertionError, trio.TooSlowError), caught.value
+
+
+def test_a_bus_claims_cross_process_by_including_its_suite() -> None:
+    class Shared(EventBusContract, CrossProcessBusContract):
+        pass
+
+    assert (Shared.cross_process, TestMemoryEventBus.cross_process) == (True, False)
+    with pytest.raises(TypeError, match="does not include CrossProcessBusContract"):
+
+        class Claims(EventBusContract):
+            cross_process = True

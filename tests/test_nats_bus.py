@@ -4,6 +4,7 @@ connections, the engine on NATS, and the server going away in the middle."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sys
 import threading
@@ -33,8 +34,7 @@ from hodei_core.events import (
     topic_matches,
 )
 from hodei_core.testing import ManualExecutor
-from hodei_core.testing.contracts import EventBusContract
-from hodei_core.testing.contracts._bus import _sample_events
+from hodei_core.testing.contracts import BusOpener, CrossProcessBusContract, EventBusContract
 
 from ._nats_server import NatsServer, free_port
 from .conftest import FAST
@@ -54,10 +54,8 @@ async def _wait_until_healthy(bus: NatsEventBus, healthy: bool) -> None:
             await trio.sleep(0.01)
 
 
-class TestNatsEventBus(EventBusContract):
-    """``NatsEventBus`` keeps the ``EventBus`` contract."""
-
-    cross_process = True
+class TestNatsEventBus(EventBusContract, CrossProcessBusContract):
+    """``NatsEventBus`` keeps the ``EventBus`` contract, across connections too."""
 
     @pytest.fixture
     async def bus(self, nats_server: NatsServer) -> AsyncIterator[NatsEventBus]:
@@ -65,38 +63,17 @@ class TestNatsEventBus(EventBusContract):
         async with open_nats_bus(nats_server.url) as bus:
             yield bus
 
+    @pytest.fixture
+    def open_bus(self, nats_server: NatsServer) -> BusOpener:
+        """Connections to the session's server, under a subject prefix of this test's own."""
+        url = f"{nats_server.url}?subject_prefix=t{next(_PREFIXES)}."
+        return lambda: open_nats_bus(url)
+
+
+_PREFIXES = itertools.count()
+
 
 # -- between connections --------------------------------------------------------------------
-
-
-async def test_events_cross_between_two_connections(nats_server: NatsServer) -> None:
-    async with (
-        open_nats_bus(nats_server.url) as a,
-        open_nats_bus(nats_server.url) as b,
-        a.subscribe(">") as everything,
-        a.subscribe("workers.w1.*") as w1,
-    ):
-        samples = _sample_events()
-        for event in samples:
-            await b.publish(event)
-        for event in samples:
-            received = await _receive(everything)
-            assert type(received) is type(event)
-            assert received == event
-        for event in [e for e in samples if topic_matches("workers.w1.*", e.topic)]:
-            assert await _receive(w1) == event
-
-
-async def test_order_is_kept_between_connections(nats_server: NatsServer) -> None:
-    async with (
-        open_nats_bus(nats_server.url) as a,
-        open_nats_bus(nats_server.url) as b,
-        a.subscribe("jobs.t1.j1.log") as channel,
-    ):
-        events = [LogAppended("j1", "t1", 1, i) for i in range(60)]
-        for event in events:
-            await b.publish(event)
-        assert [await _receive(channel) for _ in events] == events
 
 
 async def test_any_server_of_a_list_will_do(nats_server: NatsServer) -> None:

@@ -67,18 +67,22 @@ neither run nor reported as skipped. Setting ``durable`` or ``cross_process`` by
 ``StoreContract`` subclass, without its suite, raises ``TypeError`` when the class is defined:
 the claim would go unchecked.
 
-``EventBusContract`` has the same two attributes (a bus that keeps events for absent
-subscribers; one whose events reach other processes). They are informative: no test of this
-version of the suite uses them.
+``EventBusContract`` has the same two attributes. A bus whose events reach other processes
+includes ``CrossProcessBusContract`` (``cross_process``) and provides an ``open_bus`` fixture
+(``BusOpener``) as stores do ``open_store``; ``durable`` (a bus that keeps events for absent
+subscribers) is informative: no test uses it.
 """
 
 from ._bus import MIN_BUFFERED_EVENTS, RECEIVE_TIMEOUT_S, EventBusContract
+from ._bus_shared import BusOpener, CrossProcessBusContract
 from ._store import StoreContract
 from ._store_durable import DurableStoreContract
 from ._store_shared import CrossProcessStoreContract
 from ._support import StoreOpener
 
 __all__ = [
+    "BusOpener",
+    "CrossProcessBusContract",
     "CrossProcessStoreContract",
     "DurableStoreContract",
     "EventBusContract",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -31,7 +32,7 @@ from ...events import (
     WorkerRegistered,
 )
 from ...ports import EventBus
-from ._support import _T0
+from ._support import _T0, _BusCapabilities
 
 #: How long any single receive may take before the bus counts as broken (rather than hanging).
 RECEIVE_TIMEOUT_S = 5.0
@@ -126,7 +127,7 @@ async def _check_pattern(
             )
 
 
-class EventBusContract:
+class EventBusContract(_BusCapabilities):
     """The tests every ``hodei_core.ports.EventBus`` adapter must pass.
 
     Subclass it in a ``Test*`` class and provide a ``bus`` fixture (see the module docstring).
@@ -138,13 +139,28 @@ class EventBusContract:
     suite publishes at most ``MIN_BUFFERED_EVENTS`` events before it reads them, so it assumes
     a subscription holds at least that many unread events before dropping any.
 
+    An adapter whose events reach other processes includes ``CrossProcessBusContract`` as
+    well, which sets ``cross_process``.
+
     Attributes:
-        durable: the bus keeps events for subscribers that were away (not required).
+        durable: the bus keeps events for subscribers that were away (not required; no test
+            uses it).
         cross_process: events reach subscribers in other processes.
     """
 
-    durable: bool = False
-    cross_process: bool = False
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # as for stores: a claim whose tests would not run is refused
+        from ._bus_shared import CrossProcessBusContract  # noqa: PLC0415 - it imports this
+
+        claimed, included = cls.cross_process, issubclass(cls, CrossProcessBusContract)
+        if claimed != included:
+            raise TypeError(
+                f"{cls.__qualname__} sets cross_process = {claimed} but"
+                f" {'includes' if included else 'does not include'} CrossProcessBusContract:"
+                " a bus test class claims the capability by including the suite (which needs"
+                " an open_bus fixture), not by the attribute"
+            )
 
     async def test_literal_subscription_receives_the_event(self, bus: EventBus) -> None:
         """A subscription to an event's exact topic receives it."""

@@ -45,6 +45,14 @@ class _StoreCapabilities:
     cross_process: bool = False
 
 
+class _BusCapabilities:
+    """What a bus offers beyond the contract (as ``_StoreCapabilities`` for stores):
+    ``CrossProcessBusContract`` sets ``cross_process``; ``durable`` is informative."""
+
+    durable: bool = False
+    cross_process: bool = False
+
+
 _E = TypeVar("_E", bound=BaseException)
 
 
