@@ -67,6 +67,13 @@ class _Pair:
             worker, _, _ = await self.a.register_worker(registration, f"w{n}", 1.0, lambda j: j)
             self.workers.append(worker)
 
+    async def queue_round(self, r: int) -> None:
+        """Round ``r``'s jobs: one per worker for each store's side, ``a{r}-{id}`` and
+        ``b{r}-{id}``."""
+        for side in "ab":
+            for worker in self.workers:
+                await self.a.add_job(Job(id=f"{side}{r}-{worker.id}", spec=SPEC))
+
     async def side_by_side(self, a_calls: list[Call], b_calls: list[Call]) -> list[list[Any]]:
         """Each call's result (an exception is a failure of the test), ``a_calls`` in one
         batch of ``a`` and ``b_calls`` in one batch of ``b``, the two batches at once."""
@@ -132,9 +139,7 @@ async def test_heartbeats_then_assignments_in_opposite_orders(pair: _Pair) -> No
     await pair.register(WORKERS)
     ids = [worker.id for worker in pair.workers]
     for r in range(ROUNDS):
-        for side in "ab":
-            for worker_id in ids:
-                await pair.a.add_job(Job(id=f"{side}{r}-{worker_id}", spec=SPEC))
+        await pair.queue_round(r)
 
         def calls(store: SqlStore, side: str, order: list[str], r: int = r) -> list[Call]:
             beats: list[Call] = [
@@ -158,9 +163,7 @@ async def test_one_worker_touched_then_all_assigned(pair: _Pair) -> None:
     await pair.register(WORKERS)
     ids = [worker.id for worker in pair.workers]
     for r in range(ROUNDS):
-        for side in "ab":
-            for worker_id in ids:
-                await pair.a.add_job(Job(id=f"{side}{r}-{worker_id}", spec=SPEC))
+        await pair.queue_round(r)
 
         def calls(store: SqlStore, side: str, touched: str, r: int = r) -> list[Call]:
             plan = [Assignment(f"{side}{r}-{worker_id}", 1, worker_id) for worker_id in ids]
@@ -180,9 +183,7 @@ async def test_registrations_in_opposite_orders_then_an_assignment(pair: _Pair) 
     await pair.register(WORKERS)
     ids = [worker.id for worker in pair.workers]
     for r in range(ROUNDS):
-        for side in "ab":
-            for worker_id in ids:
-                await pair.a.add_job(Job(id=f"{side}{r}-{worker_id}", spec=SPEC))
+        await pair.queue_round(r)
 
         def calls(store: SqlStore, side: str, order: list[str], r: int = r) -> list[Call]:
             again: list[Call] = [
