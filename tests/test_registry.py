@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import pytest
 from hypothesis import assume, given
@@ -61,20 +62,16 @@ def entry_points(monkeypatch: pytest.MonkeyPatch) -> EntryPoints:
     return install
 
 
-def store_opener(store: MemoryStore, seen: list[str]) -> _registry.Opener[MemoryStore]:
+B = TypeVar("B")
+
+
+def opener_of(backend: B, seen: list[str]) -> _registry.Opener[B]:
+    """An opener that gives ``backend`` for every URL, noting the URLs in ``seen``."""
+
     @asynccontextmanager
-    async def opener(url: str) -> AsyncIterator[MemoryStore]:
+    async def opener(url: str) -> AsyncIterator[B]:
         seen.append(url)
-        yield store
-
-    return opener
-
-
-def bus_opener(bus: MemoryEventBus, seen: list[str]) -> _registry.Opener[MemoryEventBus]:
-    @asynccontextmanager
-    async def opener(url: str) -> AsyncIterator[MemoryEventBus]:
-        seen.append(url)
-        yield bus
+        yield backend
 
     return opener
 
@@ -84,7 +81,7 @@ async def test_a_registered_store_scheme_opens_through_open_store(
 ) -> None:
     store = MemoryStore()
     seen: list[str] = []
-    register_store("acme", store_opener(store, seen))
+    register_store("acme", opener_of(store, seen))
     async with open_store("acme://db.example/hodei?x=1") as opened:
         assert opened is store
     assert seen == ["acme://db.example/hodei?x=1"]
@@ -93,7 +90,7 @@ async def test_a_registered_store_scheme_opens_through_open_store(
 async def test_a_registered_bus_scheme_opens_through_open_bus(entry_points: EntryPoints) -> None:
     bus = MemoryEventBus()
     seen: list[str] = []
-    register_bus("acme", bus_opener(bus, seen))
+    register_bus("acme", opener_of(bus, seen))
     async with open_bus("acme://broker:1234") as opened:
         assert opened is bus
     assert seen == ["acme://broker:1234"]
@@ -104,8 +101,8 @@ async def test_schemes_from_entry_points_are_found_in_their_own_group(
 ) -> None:
     store, bus = MemoryStore(), MemoryEventBus()
     seen: list[str] = []
-    store_entry = FakeEntryPoint("acme", store_opener(store, seen))
-    bus_entry = FakeEntryPoint("wire", bus_opener(bus, seen))
+    store_entry = FakeEntryPoint("acme", opener_of(store, seen))
+    bus_entry = FakeEntryPoint("wire", opener_of(bus, seen))
     entry_points({"hodei.stores": [store_entry], "hodei.buses": [bus_entry]})
     for _ in range(2):
         async with open_store("acme://a") as opened_store, open_bus("wire://b") as opened_bus:
@@ -129,7 +126,7 @@ def test_the_known_schemes_include_registered_ones_and_entry_points(
     entry_points: EntryPoints,
 ) -> None:
     entry_points({"hodei.stores": [FakeEntryPoint("zeta", None)]})
-    register_store("acme", store_opener(MemoryStore(), []))
+    register_store("acme", opener_of(MemoryStore(), []))
     with pytest.raises(UnknownScheme) as caught:
         open_store("mongodb://h/db")
     assert str(caught.value) == (

@@ -25,6 +25,7 @@ from ._support import (
     _T0,
     _assign,
     _Boom,
+    _bump,
     _ids,
     _job,
     _pipeline,
@@ -261,12 +262,9 @@ class JobsContract:
         """Concurrent read-modify-write updates of one job never lose one another."""
         await store.add_job(_job("j1"))
 
-        def bump(job: Job) -> Job:
-            return attrs.evolve(job, attempt=job.attempt + 1)
-
         async with trio.open_nursery() as nursery:
             for _ in range(20):
-                nursery.start_soon(store.update_job, "j1", bump)
+                nursery.start_soon(store.update_job, "j1", _bump)
         assert (await store.get_job("j1")).attempt == 21
 
     # -- queued_jobs --

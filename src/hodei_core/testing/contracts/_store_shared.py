@@ -21,6 +21,7 @@ from ._support import (
     _T0,
     StoreOpener,
     _assign,
+    _bump,
     _ids,
     _job,
     _keep,
@@ -163,13 +164,10 @@ class CrossProcessStoreContract(_StoreCapabilities):
         async with open_store() as a, open_store() as b:
             await a.add_job(_job("j1"))
 
-            def bump(job: Job) -> Job:
-                return attrs.evolve(job, attempt=job.attempt + 1)
-
             async with trio.open_nursery() as nursery:
                 for _ in range(10):
-                    nursery.start_soon(a.update_job, "j1", bump)
-                    nursery.start_soon(b.update_job, "j1", bump)
+                    nursery.start_soon(a.update_job, "j1", _bump)
+                    nursery.start_soon(b.update_job, "j1", _bump)
             assert (await a.get_job("j1")).attempt == (await b.get_job("j1")).attempt == 21
 
     async def test_one_name_registered_through_two_stores_is_one_worker(

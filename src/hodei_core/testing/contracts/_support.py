@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Generic, TypeVar
 
+import attrs
+
 from ..._lifecycle import start, transition_worker
 from ..._models import (
     Capacity,
@@ -150,6 +152,11 @@ def _run(run_id: str, pipeline: Pipeline, *, created_at: float = _T0) -> Run:
 
 def _step_job(run: Run, step: str, created_at: float = _T0) -> Job:
     return _job(f"{run.id}-{step}", created_at, tenant=run.tenant, run_id=run.id, step=step)
+
+
+def _bump(job: Job) -> Job:
+    """A read-modify-write change: the attempt one up (updates that lose one show)."""
+    return attrs.evolve(job, attempt=job.attempt + 1)
 
 
 def _keep(job: Job) -> Job:
